@@ -1,0 +1,98 @@
+//! Multi-head self-attention with one fused `qkv` projection.
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
+use burn::tensor::activation::softmax;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Device, Tensor};
+
+/// A Linear with xavier-uniform weights and zero bias (the JAX init of every dense layer).
+pub(crate) fn xavier_linear(d_in: usize, d_out: usize, bias: bool, device: &Device) -> Linear {
+    let mut linear = LinearConfig::new(d_in, d_out)
+        .with_bias(bias)
+        .with_initializer(Initializer::XavierUniform { gain: 1.0 })
+        .init(device);
+    if bias {
+        linear.bias = Some(Initializer::Zeros.init([d_out], device));
+    }
+    linear
+}
+
+/// timm's `Attention`: `qkv` Linear(D -> 3D), per-head scaled dot-product attention, `proj`
+/// Linear(D -> D).
+#[derive(Module, Debug)]
+pub struct Attention {
+    /// Fused query/key/value projection; output channels ordered q, k, v, each head-major.
+    pub qkv: Linear,
+    /// Output projection.
+    pub proj: Linear,
+    attn_drop: Dropout,
+    proj_drop: Dropout,
+    /// Number of heads h.
+    pub num_heads: usize,
+}
+
+impl Attention {
+    /// Builds the attention layer with the JAX init.
+    pub fn new(
+        dim: usize,
+        num_heads: usize,
+        qkv_bias: bool,
+        attn_drop: f64,
+        proj_drop: f64,
+        device: &Device,
+    ) -> Self {
+        Self {
+            qkv: xavier_linear(dim, 3 * dim, qkv_bias, device),
+            proj: xavier_linear(dim, dim, true, device),
+            attn_drop: DropoutConfig::new(attn_drop).init(),
+            proj_drop: DropoutConfig::new(proj_drop).init(),
+            num_heads,
+        }
+    }
+
+    /// Self-attention over a token sequence; with `return_weights`, also the attention
+    /// weights (after softmax, before attention dropout).
+    ///
+    /// Burn's fused attention op is used when the weights are not asked for and no attention
+    /// dropout can apply; otherwise the explicit softmax(QK^T / sqrt(Dh)) V. Both give the same
+    /// numbers (a test checks it).
+    ///
+    /// # Shapes
+    /// - x: `[B, S, D]`
+    /// - output: `[B, S, D]`, weights `[B, h, S, S]`
+    pub fn forward(&self, x: Tensor<3>, return_weights: bool) -> (Tensor<3>, Option<Tensor<4>>) {
+        let [b, s, d] = x.dims();
+        let h = self.num_heads;
+        let dh = d / h;
+        // [B, S, 3D] -> [3, B, h, S, Dh]
+        let qkv = self
+            .qkv
+            .forward(x)
+            .reshape([b, s, 3, h, dh])
+            .permute([2, 0, 3, 1, 4]);
+        let mut parts = qkv.chunk(3, 0).into_iter().map(|t| t.squeeze_dim::<4>(0));
+        let (q, k, v) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
+
+        let dropout_active = self.attn_drop.prob > 0.0
+            && self.attn_drop.training.is_enabled()
+            && q.device().is_autodiff();
+        let (out, weights) = if return_weights || dropout_active {
+            let scale = (dh as f64).powf(-0.5);
+            let weights = softmax(q.matmul(k.swap_dims(2, 3)) * scale, 3);
+            let out = self.attn_drop.forward(weights.clone()).matmul(v);
+            (out, return_weights.then_some(weights))
+        } else {
+            let options = AttentionModuleOptions::default();
+            (attention(q, k, v, None, None, options), None)
+        };
+        // [B, h, S, Dh] -> [B, S, D]
+        let out = out.swap_dims(1, 2).reshape([b, s, d]);
+        (self.proj_drop.forward(self.proj.forward(out)), weights)
+    }
+}

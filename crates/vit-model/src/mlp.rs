@@ -1,0 +1,48 @@
+//! The transformer block's MLP: Linear -> GELU -> dropout -> Linear -> dropout.
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Gelu, Initializer, Linear};
+use burn::tensor::{Device, Tensor};
+
+use crate::attention::xavier_linear;
+
+/// timm's `Mlp` (`fc1`, `fc2`).
+#[derive(Module, Debug)]
+pub struct Mlp {
+    /// Linear(D -> M).
+    pub fc1: Linear,
+    act: Gelu,
+    drop1: Dropout,
+    /// Linear(M -> D).
+    pub fc2: Linear,
+    drop2: Dropout,
+}
+
+impl Mlp {
+    /// Builds the MLP with xavier-uniform weights and N(0, 1e-6) biases (the JAX init).
+    pub fn new(dim: usize, hidden: usize, drop: f64, device: &Device) -> Self {
+        let tiny_bias = Initializer::Normal {
+            mean: 0.0,
+            std: 1e-6,
+        };
+        let mut fc1 = xavier_linear(dim, hidden, true, device);
+        let mut fc2 = xavier_linear(hidden, dim, true, device);
+        fc1.bias = Some(tiny_bias.init([hidden], device));
+        fc2.bias = Some(tiny_bias.init([dim], device));
+        Self {
+            fc1,
+            act: Gelu::new(),
+            drop1: DropoutConfig::new(drop).init(),
+            fc2,
+            drop2: DropoutConfig::new(drop).init(),
+        }
+    }
+
+    /// # Shapes
+    /// - x: `[B, S, D]`
+    /// - output: `[B, S, D]`
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let x = self.drop1.forward(self.act.forward(self.fc1.forward(x)));
+        self.drop2.forward(self.fc2.forward(x))
+    }
+}

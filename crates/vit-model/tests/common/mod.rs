@@ -1,0 +1,118 @@
+//! Shared by the parity tests: the fixture cases, loaded and checked against timm on a device.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor, TensorData};
+use vit_model::weights::{StateDict, load_safetensors, read_safetensors};
+use vit_model::{Pool, VisionTransformer, VitConfig};
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+pub fn io(case: &str) -> StateDict {
+    read_safetensors(&fixture(&format!("{case}.io.safetensors"))).unwrap()
+}
+
+/// Max |a - b| between a tensor and a reference, after checking the shapes agree.
+pub fn max_abs_diff(got: TensorData, want: &TensorData) -> f32 {
+    assert_eq!(
+        got.shape(),
+        want.shape(),
+        "shape differs from the reference"
+    );
+    let got = got.convert::<f32>().try_to_vec::<f32>().unwrap();
+    let want = want.try_to_vec::<f32>().unwrap();
+    got.iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
+}
+
+pub fn tensor<const D: usize>(data: &TensorData, device: &Device) -> Tensor<D> {
+    Tensor::from_data(data.clone(), device)
+}
+
+/// (a) 2 blocks at 32x32, patch 8, token pooling.
+pub fn token_config() -> VitConfig {
+    VitConfig::new()
+        .with_image_size([32, 32])
+        .with_patch_size([8, 8])
+        .with_num_classes(10)
+        .with_embed_dim(48)
+        .with_depth(2)
+        .with_num_heads(3)
+}
+
+/// (b) 48x64 image, patch (16, 8), mean pooling, no class token, LayerScale.
+pub fn mean_config() -> VitConfig {
+    VitConfig::new()
+        .with_image_size([48, 64])
+        .with_patch_size([16, 8])
+        .with_num_classes(7)
+        .with_embed_dim(32)
+        .with_depth(2)
+        .with_num_heads(4)
+        .with_mlp_ratio(3.0)
+        .with_pool(Pool::Mean)
+        .with_class_token(false)
+        .with_layer_scale_init(Some(1e-5))
+}
+
+/// (d) a pre-logits layer, one input channel, no qkv bias.
+pub fn pre_logits_config() -> VitConfig {
+    VitConfig::new()
+        .with_image_size([32, 32])
+        .with_patch_size([16, 16])
+        .with_in_channels(1)
+        .with_num_classes(5)
+        .with_embed_dim(24)
+        .with_depth(1)
+        .with_num_heads(2)
+        .with_mlp_ratio(2.0)
+        .with_qkv_bias(false)
+        .with_representation_size(Some(16))
+}
+
+pub fn load_case(case: &str, config: &VitConfig, device: &Device) -> VisionTransformer {
+    let model = config.init(device);
+    load_safetensors(model, &fixture(&format!("{case}.model.safetensors"))).unwrap()
+}
+
+/// Loads a fixture model on `device` and checks logits, features and every attention map
+/// against timm's within `tol`. Returns the largest difference seen.
+pub fn check_case(case: &str, config: &VitConfig, device: &Device, tol: f32) -> f32 {
+    let model = load_case(case, config, device);
+    let io = io(case);
+    let x = tensor::<4>(&io["input"], device);
+
+    let logits = model.forward(x.clone()).unwrap();
+    let mut worst = max_abs_diff(logits.into_data(), &io["logits"]);
+    assert!(worst <= tol, "{case}: logits differ from timm by {worst}");
+
+    if let Some(want) = io.get("features") {
+        let out = model.forward_intermediates(x, true).unwrap();
+        let d = max_abs_diff(out.features.into_data(), want);
+        assert!(d <= tol, "{case}: features differ from timm by {d}");
+        worst = worst.max(d);
+        let d = max_abs_diff(out.logits.into_data(), &io["logits"]);
+        assert!(
+            d <= tol,
+            "{case}: intermediates' logits differ from timm by {d}"
+        );
+        assert_eq!(out.attentions.len(), config.depth);
+        for (i, attn) in out.attentions.into_iter().enumerate() {
+            let d = max_abs_diff(attn.into_data(), &io[&format!("attn.{i}")]);
+            assert!(
+                d <= tol,
+                "{case}: attention map {i} differs from timm by {d}"
+            );
+            worst = worst.max(d);
+        }
+    }
+    eprintln!("{case}: max |diff| to the reference {worst:e}");
+    worst
+}
