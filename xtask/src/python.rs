@@ -1,0 +1,39 @@
+//! The Python venv the reference scripts run in.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+fn check(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+/// Creates `xtask/.venv` when missing and installs the pinned requirements; returns its python.
+pub fn venv(root: &Path) -> Result<PathBuf> {
+    let dir = root.join("xtask/.venv");
+    let python = dir.join("bin/python");
+    if !python.exists() {
+        println!("creating {}", dir.display());
+        check(Command::new("python3").args(["-m", "venv"]).arg(&dir))?;
+    }
+    let reqs = root.join("xtask/python/requirements.txt");
+    check(
+        Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "-r"])
+            .arg(&reqs),
+    )?;
+    Ok(python)
+}
+
+/// Runs a Python script with arguments in the venv.
+pub fn run(python: &Path, args: &[&OsStr]) -> Result<()> {
+    check(Command::new(python).args(args))
+}
