@@ -1,5 +1,6 @@
 //! `cargo xtask ...`: set-up, reference fixtures and benchmarks for vit.
 
+mod data;
 mod python;
 
 use std::path::{Path, PathBuf};
@@ -16,9 +17,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Regenerate the parity fixtures of vit-model from timm / PyTorch / scipy (makes a venv
-    /// in xtask/.venv and pip-installs xtask/python/requirements.txt into it).
+    /// Regenerate the test fixtures: vit-model's parity references from timm / PyTorch / scipy
+    /// (in a venv, xtask/.venv, with xtask/python/requirements.txt) and vit-train's 1,000
+    /// Fashion-MNIST images.
     Fixtures,
+    /// Fetch a data set into datasets/NAME (fashion-mnist, mnist), checking sha256.
+    Data {
+        /// fashion-mnist or mnist.
+        name: String,
+    },
 }
 
 /// The workspace root (xtask's parent folder).
@@ -44,7 +51,25 @@ fn main() -> Result<()> {
                 ],
             )?;
             println!("fixtures written to {}", out.display());
+            // vit-train's fixture: 1,000 real Fashion-MNIST images.
+            data::fashion_mnist(&root)?;
+            let subset = root.join("crates/vit-train/tests/fixtures/fashion-mnist-1k");
+            python::run(
+                &python,
+                &[
+                    root.join("xtask/python/fashion_mnist_subset.py").as_os_str(),
+                    "--src".as_ref(),
+                    root.join("datasets/fashion-mnist").as_os_str(),
+                    "--out".as_ref(),
+                    subset.as_os_str(),
+                ],
+            )?;
             Ok(())
         }
+        Task::Data { name } => match name.as_str() {
+            "fashion-mnist" => data::fashion_mnist(&root()),
+            "mnist" => data::mnist(&root(), &python::plain_venv(&root())?),
+            other => anyhow::bail!("unknown data set `{other}`; expected fashion-mnist or mnist"),
+        },
     }
 }

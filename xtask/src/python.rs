@@ -16,14 +16,20 @@ fn check(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-/// Creates `xtask/.venv` when missing and installs the pinned requirements; returns its python.
-pub fn venv(root: &Path) -> Result<PathBuf> {
+/// `xtask/.venv`'s python, creating the venv when missing (nothing installed in it).
+pub fn plain_venv(root: &Path) -> Result<PathBuf> {
     let dir = root.join("xtask/.venv");
     let python = dir.join("bin/python");
     if !python.exists() {
         println!("creating {}", dir.display());
         check(Command::new("python3").args(["-m", "venv"]).arg(&dir))?;
     }
+    Ok(python)
+}
+
+/// Creates `xtask/.venv` when missing and installs the pinned requirements; returns its python.
+pub fn venv(root: &Path) -> Result<PathBuf> {
+    let python = plain_venv(root)?;
     let reqs = root.join("xtask/python/requirements.txt");
     check(
         Command::new(&python)

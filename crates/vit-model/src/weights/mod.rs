@@ -9,4 +9,4 @@ mod safetensors;
 mod state_dict;
 
 pub use safetensors::{load_safetensors, read_safetensors, save_safetensors, write_safetensors};
-pub use state_dict::{StateDict, load_state_dict, state_dict};
+pub use state_dict::{StateDict, load_state_dict, param_ids, set_param_ids, state_dict};

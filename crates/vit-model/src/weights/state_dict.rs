@@ -201,3 +201,66 @@ pub fn load_state_dict(
     };
     Ok(model.map(&mut applier))
 }
+
+struct IdCollector {
+    path: PathTracker,
+    ids: BTreeMap<String, u64>,
+}
+
+impl ModuleVisitor for IdCollector {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.ids.insert(self.path.key_map().key, param.id.val());
+    }
+}
+
+/// Each parameter's [`ParamId`](burn::module::ParamId) by timm key. Optimiser state is keyed
+/// by these ids, so a resumed run restores them with [`set_param_ids`].
+pub fn param_ids(model: &VisionTransformer) -> BTreeMap<String, u64> {
+    let mut c = IdCollector {
+        path: PathTracker::default(),
+        ids: BTreeMap::new(),
+    };
+    model.visit(&mut c);
+    c.ids
+}
+
+struct IdSetter {
+    path: PathTracker,
+    ids: BTreeMap<String, u64>,
+}
+
+impl ModuleMapper for IdSetter {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        match self.ids.get(&self.path.key_map().key) {
+            Some(&id) => {
+                let (_, value, mapper) = param.consume();
+                Param::from_mapped_value(burn::module::ParamId::from(id), value, mapper)
+            }
+            None => param,
+        }
+    }
+}
+
+/// Gives parameters the ids of `ids` (by timm key), as [`param_ids`] recorded them.
+pub fn set_param_ids(model: VisionTransformer, ids: BTreeMap<String, u64>) -> VisionTransformer {
+    model.map(&mut IdSetter {
+        path: PathTracker::default(),
+        ids,
+    })
+}

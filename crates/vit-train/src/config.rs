@@ -1,0 +1,379 @@
+//! The TOML recipe: `[model]`, `[data]`, `[train]`, `[output]`. Unknown keys are rejected;
+//! errors name the file, the key and what was expected. `--set key=value` overrides any key.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use vit_model::{Pool, VitConfig};
+
+/// A whole recipe.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The architecture.
+    pub model: ModelSection,
+    /// Where the data is and how it is augmented.
+    pub data: DataSection,
+    /// Optimisation.
+    #[serde(default)]
+    pub train: TrainSection,
+    /// Where results go.
+    #[serde(default)]
+    pub output: OutputSection,
+}
+
+/// `[model]`: a preset and/or any [`VitConfig`] field; fields override the preset.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// A preset name (`vit_base_patch16_224`, ...); without one, VitConfig's defaults.
+    pub preset: Option<String>,
+    pub image_size: Option<[usize; 2]>,
+    pub patch_size: Option<[usize; 2]>,
+    pub in_channels: Option<usize>,
+    pub num_classes: Option<usize>,
+    pub embed_dim: Option<usize>,
+    pub depth: Option<usize>,
+    pub num_heads: Option<usize>,
+    pub mlp_ratio: Option<f64>,
+    pub mlp_dim: Option<usize>,
+    pub qkv_bias: Option<bool>,
+    pub pool: Option<Pool>,
+    pub class_token: Option<bool>,
+    pub fc_norm: Option<bool>,
+    pub representation_size: Option<usize>,
+    pub drop_rate: Option<f64>,
+    pub attn_drop_rate: Option<f64>,
+    pub drop_path_rate: Option<f64>,
+    pub layer_scale_init: Option<f64>,
+    pub norm_eps: Option<f64>,
+}
+
+impl ModelSection {
+    /// The model config: the preset (or defaults) with every given field applied.
+    pub fn vit_config(&self) -> Result<VitConfig> {
+        let mut c = match &self.preset {
+            Some(name) => VitConfig::preset(name).context("model.preset")?,
+            None => VitConfig::new(),
+        };
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field.clone() { c.$field = v; } )* };
+        }
+        macro_rules! set_opt {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field { c.$field = Some(v); } )* };
+        }
+        set!(image_size, patch_size, in_channels, num_classes, embed_dim, depth, num_heads);
+        set!(mlp_ratio, qkv_bias, pool, class_token, drop_rate, attn_drop_rate, drop_path_rate);
+        set!(norm_eps);
+        set_opt!(mlp_dim, fc_norm, representation_size, layer_scale_init);
+        if self.mlp_ratio.is_some() && self.mlp_dim.is_none() {
+            // An explicit ratio wins over the preset's hidden width.
+            c.mlp_dim = None;
+        }
+        c.validate().context("[model]")?;
+        Ok(c)
+    }
+}
+
+/// Data set file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataFormat {
+    /// MNIST-family IDX files (`{split}-images-idx3-ubyte[.gz]`, `{split}-labels-idx1-ubyte[.gz]`).
+    Idx,
+    /// CIFAR-10 binary (`data_batch_{1..5}.bin`, `test_batch.bin`).
+    Cifar10,
+    /// CIFAR-100 binary (`train.bin`, `test.bin`), fine labels.
+    Cifar100,
+    /// One folder per class of image files.
+    ImageFolder,
+}
+
+/// What to do with an image file that cannot be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnBadImage {
+    /// Stop with an error naming the file.
+    #[default]
+    Error,
+    /// Print a warning naming the file and leave it out.
+    Skip,
+}
+
+/// `[data]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// File format.
+    pub format: DataFormat,
+    /// Folder holding the files (relative to the working directory).
+    pub root: PathBuf,
+    /// Training split: IDX file prefix (`train`) or image-folder subfolder (`train`).
+    #[serde(default = "default_train_split")]
+    pub train: String,
+    /// Test split: IDX prefix (`t10k`) or image-folder subfolder (`val`).
+    #[serde(default = "default_test_split")]
+    pub test: String,
+    /// A separate validation split (prefix or subfolder); otherwise `val_fraction` of train.
+    pub val: Option<String>,
+    /// Fraction of the training split held out for validation (seeded). Default 0: validate on
+    /// the test split.
+    #[serde(default)]
+    pub val_fraction: f64,
+    /// Use only the first N training images (after the validation split); for quick runs.
+    pub train_limit: Option<usize>,
+    /// Class names, in label order; image folders name their own.
+    pub classes: Option<Vec<String>>,
+    /// Per-channel mean of pixels scaled to [0, 1].
+    pub mean: Vec<f32>,
+    /// Per-channel standard deviation of pixels scaled to [0, 1].
+    pub std: Vec<f32>,
+    /// Loader threads.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// Undecodable image files in an image folder.
+    #[serde(default)]
+    pub on_bad_image: OnBadImage,
+    /// Training augmentation.
+    #[serde(default)]
+    pub augment: AugmentSection,
+}
+
+fn default_train_split() -> String {
+    "train".into()
+}
+fn default_test_split() -> String {
+    "test".into()
+}
+fn default_workers() -> usize {
+    2
+}
+
+/// `[data.augment]`: every transform is off unless set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AugmentSection {
+    /// Zero-pad by this many pixels, then crop back at a random place.
+    #[serde(default)]
+    pub crop_padding: usize,
+    /// Random-resized crop: area fraction range, e.g. `[0.08, 1.0]`.
+    pub rrc_scale: Option<[f64; 2]>,
+    /// Random-resized crop: aspect-ratio range. Default `[3/4, 4/3]`.
+    pub rrc_ratio: Option<[f64; 2]>,
+    /// Flip left-right with probability 0.5.
+    #[serde(default)]
+    pub hflip: bool,
+    /// RandAugment-style ops: how many per image (0 = off).
+    #[serde(default)]
+    pub rand_ops: usize,
+    /// RandAugment magnitude, 0-10.
+    #[serde(default = "default_magnitude")]
+    pub rand_magnitude: f64,
+    /// Random erasing probability (Zhong et al.), 0 = off.
+    #[serde(default)]
+    pub erase_prob: f64,
+    /// Mixup alpha (0 = off).
+    #[serde(default)]
+    pub mixup_alpha: f64,
+    /// CutMix alpha (0 = off). With both on, each batch uses one of them at random.
+    #[serde(default)]
+    pub cutmix_alpha: f64,
+}
+
+fn default_magnitude() -> f64 {
+    9.0
+}
+
+/// Optimisers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// AdamW with PyTorch's defaults (eps 1e-8).
+    Adamw,
+    /// SGD with momentum.
+    Sgd,
+}
+
+/// Learning-rate decay after the warmup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    /// Cosine from the peak to `min_lr`.
+    Cosine,
+    /// Linear from the peak to `min_lr`.
+    Linear,
+    /// Constant at the peak.
+    Constant,
+}
+
+/// `[train]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSection {
+    /// Passes over the training split.
+    pub epochs: usize,
+    /// Stop after this many optimiser steps (overrides `epochs` when smaller).
+    pub max_steps: Option<usize>,
+    /// Images per optimiser step (= micro-batch x accum_steps).
+    pub batch_size: usize,
+    /// Gradient accumulation: micro-batches per optimiser step.
+    pub accum_steps: usize,
+    /// Optimiser.
+    pub optimizer: OptimizerKind,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Learning rate at the end of the decay.
+    pub min_lr: f64,
+    /// Decoupled weight decay (not on biases, norms, LayerScale, cls token, pos embedding).
+    pub weight_decay: f64,
+    /// Adam beta1.
+    pub beta1: f64,
+    /// Adam beta2.
+    pub beta2: f64,
+    /// Adam epsilon (PyTorch's 1e-8, not Burn's 1e-5).
+    pub eps: f64,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// Linear warmup from 0, in optimiser steps.
+    pub warmup_steps: usize,
+    /// Decay after warmup.
+    pub schedule: Schedule,
+    /// Clip the global gradient norm (over all parameters) to this value.
+    pub clip_grad_norm: Option<f64>,
+    /// Label smoothing.
+    pub label_smoothing: f64,
+    /// Seed of init, shuffling, augmentation and dropout.
+    pub seed: u64,
+    /// Validate (and checkpoint) every N steps as well as at each epoch end; 0 = epoch ends only.
+    pub eval_every: usize,
+    /// Device name (`cpu`, `wgpu`, `cuda`, ...).
+    pub device: String,
+}
+
+impl Default for TrainSection {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            max_steps: None,
+            batch_size: 128,
+            accum_steps: 1,
+            optimizer: OptimizerKind::Adamw,
+            lr: 1e-3,
+            min_lr: 0.0,
+            weight_decay: 0.05,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            momentum: 0.9,
+            warmup_steps: 0,
+            schedule: Schedule::Cosine,
+            clip_grad_norm: Some(1.0),
+            label_smoothing: 0.0,
+            seed: 42,
+            eval_every: 0,
+            device: "cpu".into(),
+        }
+    }
+}
+
+/// `[output]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputSection {
+    /// Run folder: metrics.jsonl, checkpoints, curves.
+    pub dir: PathBuf,
+}
+
+impl Default for OutputSection {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("runs/default"),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a recipe and applies `key=value` overrides (TOML values; bare words are strings).
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        let mut value: toml::Table = toml::from_str(&text)
+            .with_context(|| format!("{} is not valid TOML", path.display()))?;
+        for item in overrides {
+            apply_override(&mut value, item)
+                .with_context(|| format!("--set {item}"))?;
+        }
+        let config = Self::from_table(value)
+            .with_context(|| format!("invalid config {}", path.display()))?;
+        config.check().with_context(|| format!("invalid config {}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Deserialises a table; errors name the key path (`train.lr: invalid type ...`).
+    pub fn from_table(table: toml::Table) -> Result<Self> {
+        let de = toml::Value::Table(table);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            anyhow::anyhow!("key `{path}`: {}", e.into_inner())
+        })
+    }
+
+    /// Cross-field checks serde cannot make.
+    pub fn check(&self) -> Result<()> {
+        let model = self.model.vit_config()?;
+        let c = model.in_channels;
+        if self.data.mean.len() != c || self.data.std.len() != c {
+            bail!(
+                "data.mean and data.std need one value per input channel ({c}); got {} and {}",
+                self.data.mean.len(),
+                self.data.std.len()
+            );
+        }
+        if self.data.std.iter().any(|&s| s <= 0.0) {
+            bail!("data.std values must be positive");
+        }
+        let t = &self.train;
+        if t.batch_size == 0 || t.accum_steps == 0 || t.batch_size % t.accum_steps != 0 {
+            bail!(
+                "train.batch_size ({}) must be a positive multiple of train.accum_steps ({})",
+                t.batch_size,
+                t.accum_steps
+            );
+        }
+        if !(t.lr > 0.0) {
+            bail!("train.lr must be positive, got {}", t.lr);
+        }
+        if !(0.0..1.0).contains(&t.label_smoothing) {
+            bail!("train.label_smoothing must be in [0, 1), got {}", t.label_smoothing);
+        }
+        if !(0.0..1.0).contains(&self.data.val_fraction) {
+            bail!("data.val_fraction must be in [0, 1), got {}", self.data.val_fraction);
+        }
+        Ok(())
+    }
+}
+
+/// Sets `a.b.c = value` in a TOML table; the value is parsed as TOML, or taken as a string.
+fn apply_override(table: &mut toml::Table, item: &str) -> Result<()> {
+    let (key, raw) = item
+        .split_once('=')
+        .context("expected key=value, e.g. train.lr=3e-4")?;
+    let key = key.trim();
+    let value: toml::Value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t.remove("v").expect("parsed key"),
+        Err(_) => toml::Value::String(raw.trim().to_string()),
+    };
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().filter(|s| !s.is_empty()).context("empty key")?;
+    let mut cur = table;
+    for part in parts {
+        cur = cur
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .with_context(|| format!("`{part}` in `{key}` is not a section"))?;
+    }
+    cur.insert(last.to_string(), value);
+    Ok(())
+}

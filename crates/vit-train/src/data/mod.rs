@@ -1,0 +1,206 @@
+//! Data sets, held in memory as u8 pixels (CHW), and the batch loader.
+
+pub mod cifar;
+pub mod idx;
+pub mod image_folder;
+pub mod loader;
+pub mod transforms;
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use vit_model::VitConfig;
+
+use crate::config::{DataFormat, DataSection};
+
+/// Where an image set's pixels are.
+#[derive(Debug, Clone)]
+pub enum Pixels {
+    /// All images decoded, `[c, h, w]` u8 each, concatenated.
+    Memory(Vec<u8>),
+    /// Image files, decoded (and resized) when a batch needs them: for sets too large to hold.
+    Files(Vec<PathBuf>),
+}
+
+/// A labelled image set of `[c, h, w]` images.
+#[derive(Debug, Clone)]
+pub struct ImageSet {
+    pub pixels: Pixels,
+    pub labels: Vec<u32>,
+    /// `[channels, height, width]`.
+    pub shape: [usize; 3],
+    /// Class names, by label.
+    pub classes: Vec<String>,
+}
+
+impl ImageSet {
+    /// Checks sizes and labels.
+    pub fn new(images: Vec<u8>, labels: Vec<u32>, shape: [usize; 3], classes: Vec<String>) -> Result<Self> {
+        let per = shape.iter().product::<usize>();
+        if images.len() != labels.len() * per {
+            bail!(
+                "{} labels but {} bytes of pixels ({} per image)",
+                labels.len(),
+                images.len(),
+                per
+            );
+        }
+        Self::with_pixels(Pixels::Memory(images), labels, shape, classes)
+    }
+
+    /// A set of image files, decoded on use.
+    pub fn from_files(paths: Vec<PathBuf>, labels: Vec<u32>, shape: [usize; 3], classes: Vec<String>) -> Result<Self> {
+        if paths.len() != labels.len() {
+            bail!("{} files but {} labels", paths.len(), labels.len());
+        }
+        Self::with_pixels(Pixels::Files(paths), labels, shape, classes)
+    }
+
+    fn with_pixels(pixels: Pixels, labels: Vec<u32>, shape: [usize; 3], classes: Vec<String>) -> Result<Self> {
+        if let Some(&bad) = labels.iter().find(|&&l| l as usize >= classes.len()) {
+            bail!(
+                "label {bad} out of range: the data has {} classes (model.num_classes / data.classes)",
+                classes.len()
+            );
+        }
+        Ok(Self {
+            pixels,
+            labels,
+            shape,
+            classes,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Pixels of image `i`, CHW. A file that can no longer be decoded (it was checked when
+    /// the set was listed) gives a black image and a warning rather than ending the run.
+    pub fn image(&self, i: usize) -> Cow<'_, [u8]> {
+        let per = self.shape.iter().product::<usize>();
+        match &self.pixels {
+            Pixels::Memory(px) => Cow::Borrowed(&px[i * per..(i + 1) * per]),
+            Pixels::Files(paths) => {
+                let [c, h, w] = self.shape;
+                match image_folder::decode(&paths[i], c, [h, w]) {
+                    Ok(px) => Cow::Owned(px),
+                    Err(e) => {
+                        eprintln!("warning: {e:#}; using a black image");
+                        Cow::Owned(vec![0; per])
+                    }
+                }
+            }
+        }
+    }
+
+    /// The images at `indices`, in that order.
+    pub fn subset(&self, indices: &[usize]) -> Self {
+        let pixels = match &self.pixels {
+            Pixels::Memory(_) => {
+                let mut images = Vec::with_capacity(indices.len() * self.shape.iter().product::<usize>());
+                for &i in indices {
+                    images.extend_from_slice(&self.image(i));
+                }
+                Pixels::Memory(images)
+            }
+            Pixels::Files(paths) => Pixels::Files(indices.iter().map(|&i| paths[i].clone()).collect()),
+        };
+        Self {
+            pixels,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            shape: self.shape,
+            classes: self.classes.clone(),
+        }
+    }
+}
+
+/// Train, validation and test sets.
+pub struct Splits {
+    pub train: ImageSet,
+    pub val: ImageSet,
+    pub test: ImageSet,
+}
+
+fn class_names(data: &DataSection, model: &VitConfig) -> Result<Vec<String>> {
+    match &data.classes {
+        Some(c) if c.len() != model.num_classes => bail!(
+            "data.classes lists {} names but model.num_classes is {}",
+            c.len(),
+            model.num_classes
+        ),
+        Some(c) => Ok(c.clone()),
+        None => Ok((0..model.num_classes).map(|i| i.to_string()).collect()),
+    }
+}
+
+/// Loads one split by name (IDX prefix, image-folder subfolder, or `train`/`test` for CIFAR).
+pub fn load_split(data: &DataSection, model: &VitConfig, split: &str) -> Result<ImageSet> {
+    let classes = class_names(data, model)?;
+    let set = match data.format {
+        DataFormat::Idx => idx::load(&data.root, split, classes)?,
+        DataFormat::Cifar10 | DataFormat::Cifar100 => {
+            let train = split == data.train;
+            cifar::load(&data.root, train, data.format == DataFormat::Cifar100, classes)?
+        }
+        DataFormat::ImageFolder => {
+            let set = image_folder::load(
+                &data.root.join(split),
+                model.in_channels,
+                model.image_size,
+                data.on_bad_image,
+            )?;
+            if set.classes.len() != model.num_classes {
+                bail!(
+                    "{} has {} class folders but model.num_classes is {}",
+                    data.root.join(split).display(),
+                    set.classes.len(),
+                    model.num_classes
+                );
+            }
+            set
+        }
+    };
+    let want = [model.in_channels, model.image_size[0], model.image_size[1]];
+    if set.shape != want {
+        bail!(
+            "{}: images are {:?} (channels, height, width) but the model expects {want:?}; set \
+             model.image_size / model.in_channels to match",
+            data.root.display(),
+            set.shape
+        );
+    }
+    Ok(set)
+}
+
+/// Loads train, validation (separate split, a seeded fraction of train, or else the test set)
+/// and test.
+pub fn load_splits(data: &DataSection, model: &VitConfig, seed: u64) -> Result<Splits> {
+    let mut train = load_split(data, model, &data.train)?;
+    let test = load_split(data, model, &data.test)?;
+    let val = if let Some(v) = &data.val {
+        load_split(data, model, v)?
+    } else if data.val_fraction > 0.0 {
+        let mut idx: Vec<usize> = (0..train.len()).collect();
+        idx.shuffle(&mut StdRng::seed_from_u64(seed.wrapping_add(0x5eed)));
+        let n_val = ((train.len() as f64) * data.val_fraction).round() as usize;
+        let val = train.subset(&idx[..n_val]);
+        train = train.subset(&idx[n_val..]);
+        val
+    } else {
+        test.clone()
+    };
+    if let Some(n) = data.train_limit {
+        let n = n.min(train.len());
+        train = train.subset(&(0..n).collect::<Vec<_>>());
+    }
+    Ok(Splits { train, val, test })
+}

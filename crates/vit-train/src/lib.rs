@@ -1,0 +1,12 @@
+//! vit-train: data sets, augmentation, the training loop, evaluation and prediction for the
+//! Vision Transformers of `vit-model`; the `vit-train` binary is a thin CLI over this.
+
+pub mod cli;
+pub mod config;
+pub mod data;
+pub mod eval;
+pub mod info;
+pub mod plot;
+pub mod predict;
+pub mod report;
+pub mod train;

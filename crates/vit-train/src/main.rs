@@ -1,0 +1,145 @@
+use std::process::ExitCode;
+
+// Burn's CPU backend allocates large fresh buffers every op; mimalloc reuses them instead of
+// returning them to the kernel (page faults), measured faster than the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use vit_model::device_from_name;
+use vit_train::cli::{Cli, Command, EvalArgs, RecipeArgs, TrainArgs};
+use vit_train::config::Config;
+use vit_train::data::load_split;
+use vit_train::data::transforms::Transform;
+use vit_train::eval::evaluate;
+use vit_train::train::{RunOptions, checkpoint, train};
+
+fn recipe(args: &RecipeArgs) -> Result<Config> {
+    let Some(path) = &args.config else {
+        bail!("--config FILE is required (see configs/)");
+    };
+    Config::load(path, &args.sets)
+}
+
+fn run_train(args: TrainArgs) -> Result<()> {
+    let mut sets = args.recipe.sets.clone();
+    if let Some(d) = &args.device {
+        sets.push(format!("train.device=\"{d}\""));
+    }
+    let config = match (&args.resume, &args.recipe.config) {
+        (Some(_), None) => None,
+        _ => Some(recipe(&RecipeArgs {
+            config: args.recipe.config.clone(),
+            sets,
+        })?),
+    };
+    let config = match config {
+        Some(c) => c,
+        // Resuming without a recipe: the checkpoint carries its own.
+        None => checkpoint::read_state(&checkpoint::resolve(args.resume.as_ref().unwrap())?)?.config,
+    };
+    let summary = train(
+        config,
+        RunOptions {
+            resume: args.resume.clone(),
+            ..Default::default()
+        },
+    )?;
+    println!(
+        "done: {} steps in {:.1} min; run in {}",
+        summary.steps,
+        summary.seconds / 60.0,
+        summary.dir.display()
+    );
+    if let Some(test) = summary.test {
+        println!(
+            "test accuracy: top-1 {:.2}%  top-5 {:.2}%  ({} images, loss {:.4})",
+            100.0 * test.top1,
+            100.0 * test.top5,
+            test.images,
+            test.loss
+        );
+    }
+    Ok(())
+}
+
+fn run_eval(args: EvalArgs) -> Result<()> {
+    let dir = checkpoint::resolve(&args.checkpoint)?;
+    let state = checkpoint::read_state(&dir)?;
+    let mut config = state.config.clone();
+    if let Some(root) = &args.data {
+        config.data.root = root.clone();
+    }
+    let device = device_from_name(args.device.as_deref().unwrap_or(&config.train.device))?;
+    let (model, _) = checkpoint::load_for_inference(&dir, &device)?;
+    let split = match args.split.as_str() {
+        "test" => config.data.test.clone(),
+        "train" => config.data.train.clone(),
+        "val" => config
+            .data
+            .val
+            .clone()
+            .context("the recipe has no separate data.val split")?,
+        other => bail!("--split {other}: expected test, val or train"),
+    };
+    let set = Arc::new(load_split(&config.data, &model.config, &split)?);
+    let transform = Arc::new(Transform {
+        augment: Default::default(),
+        mean: config.data.mean.clone(),
+        std: config.data.std.clone(),
+    });
+    let report = evaluate(&model, set.clone(), transform, 256, config.data.workers, &device)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("{} split `{split}` of {}", dir.display(), config.data.root.display());
+        print!("{}", report.render(&set.classes));
+    }
+    Ok(())
+}
+
+fn run() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        None => run_train(cli.train),
+        Some(Command::Train(args)) => run_train(args),
+        Some(Command::Eval(args)) => run_eval(args),
+        Some(Command::Predict(args)) => {
+            for p in vit_train::predict::predict(&args)? {
+                if args.json {
+                    println!("{}", serde_json::to_string(&p)?);
+                } else {
+                    println!("{}", p.path.display());
+                    for s in &p.top_k {
+                        println!("  {:>6.2}%  {} ({})", 100.0 * s.prob, s.label, s.index);
+                    }
+                }
+            }
+            Ok(())
+        }
+        Some(Command::Info(args)) => {
+            let config = recipe(&args)?;
+            print!("{}", vit_train::info::describe(&config)?);
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    if cfg!(feature = "flex") && std::env::var_os("BURN_DEVICE").is_none() {
+        // Burn loads optimizer state onto Device::default(), which prefers a GPU backend when
+        // one is compiled in (and panics when it has no adapter); the state moves to the
+        // training device on the next step, so the CPU is the safe place for it.
+        // SAFETY: no other thread exists yet.
+        unsafe { std::env::set_var("BURN_DEVICE", "flex") };
+    }
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

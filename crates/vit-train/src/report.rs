@@ -1,0 +1,119 @@
+//! Run records: `metrics.jsonl` (one JSON object per line) and progress output.
+
+use std::fs::{File, OpenOptions};
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct MetricLine {
+    /// `train`, `val` or `test`.
+    pub split: String,
+    pub step: usize,
+    pub epoch: usize,
+    pub loss: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top1: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top5: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grad_norm: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub img_per_s: Option<f64>,
+    /// Seconds since the run (or its resumption) started.
+    pub time_s: f64,
+}
+
+/// Appends metric lines to `metrics.jsonl`.
+pub struct Metrics {
+    file: File,
+}
+
+impl Metrics {
+    pub fn open(dir: &Path) -> Result<Self> {
+        let path = dir.join("metrics.jsonl");
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        Ok(Self { file })
+    }
+
+    pub fn write(&mut self, line: &MetricLine) -> Result<()> {
+        writeln!(self.file, "{}", serde_json::to_string(line)?)?;
+        Ok(())
+    }
+}
+
+/// Reads `metrics.jsonl` back.
+pub fn read_metrics(dir: &Path) -> Result<Vec<MetricLine>> {
+    let path = dir.join("metrics.jsonl");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).with_context(|| format!("bad line in {}: {l}", path.display())))
+        .collect()
+}
+
+/// A progress bar on a terminal; plain lines every `every` steps otherwise.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    every: usize,
+}
+
+impl Progress {
+    pub fn new(total: usize, done: usize) -> Self {
+        let bar = std::io::stdout().is_terminal().then(|| {
+            let bar = ProgressBar::new(total as u64).with_position(done as u64);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{bar:30} step {pos}/{len} {msg} [{elapsed_precise} < {eta_precise}]",
+                )
+                .expect("valid template"),
+            );
+            bar.enable_steady_tick(Duration::from_millis(500));
+            bar
+        });
+        Self {
+            bar,
+            every: (total / 50).clamp(1, 100),
+        }
+    }
+
+    /// Reports a finished step.
+    pub fn step(&self, step: usize, total: usize, loss: f64, lr: f64, img_s: f64, eta_s: f64) {
+        let msg = format!("loss {loss:.4} lr {lr:.2e} {img_s:.0} img/s");
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(step as u64);
+                bar.set_message(msg);
+            }
+            None if step % self.every == 0 || step == total => {
+                println!("step {step}/{total} {msg} eta {:.0}s", eta_s);
+            }
+            None => {}
+        }
+    }
+
+    /// Prints a line above the bar.
+    pub fn println(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => println!("{line}"),
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! The training loop: per-step schedule, gradient accumulation, global-norm clipping,
+//! validation, checkpoints, resume.
+
+pub mod checkpoint;
+pub mod clip;
+pub mod optim;
+pub mod schedule;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::{Device, Tensor, TensorData};
+use vit_model::device_from_name;
+
+use crate::config::Config;
+use crate::data::loader::{Loader, Mode, mix_seed, plan};
+use crate::data::transforms::Transform;
+use crate::data::{ImageSet, load_splits};
+use crate::eval::{EvalReport, evaluate, images_tensor, soft_cross_entropy};
+use crate::report::{MetricLine, Metrics, Progress};
+use checkpoint::LoopState;
+
+/// What a finished run reports.
+pub struct Summary {
+    pub steps: usize,
+    pub val: Option<EvalReport>,
+    pub test: Option<EvalReport>,
+    pub seconds: f64,
+    pub dir: PathBuf,
+    /// Training loss of each step run in this process (for tests of resume).
+    pub losses: Vec<f64>,
+}
+
+/// Options of a run beyond its recipe.
+#[derive(Default, Clone)]
+pub struct RunOptions {
+    /// Continue from this checkpoint (or run folder).
+    pub resume: Option<PathBuf>,
+    /// Stop after this many steps in total (the schedule still spans the whole run).
+    pub stop_after: Option<usize>,
+    /// Skip the final test-set evaluation.
+    pub skip_test: bool,
+}
+
+/// Total optimiser steps of a run and steps per epoch.
+pub fn step_counts(config: &Config, train_len: usize) -> Result<(usize, usize)> {
+    let t = &config.train;
+    let per_epoch = train_len / t.batch_size;
+    if per_epoch == 0 {
+        bail!(
+            "train.batch_size {} is larger than the training set ({train_len} images)",
+            t.batch_size
+        );
+    }
+    let total = per_epoch * t.epochs;
+    Ok((t.max_steps.map_or(total, |m| m.min(total)), per_epoch))
+}
+
+/// Trains as the recipe says; with `resume`, continues a run exactly where it stopped.
+pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
+    let (config, resume_dir, state) = match &options.resume {
+        Some(path) => {
+            let dir = checkpoint::resolve(path)?;
+            let state = checkpoint::read_state(&dir)?;
+            (state.config.clone(), Some(dir), Some(state))
+        }
+        None => (config, None, None),
+    };
+    let t = config.train.clone();
+    let device = device_from_name(&t.device)?;
+    let vit = config.model.vit_config()?;
+    let splits = load_splits(&config.data, &vit, t.seed)?;
+    let out = config.output.dir.clone();
+    std::fs::create_dir_all(out.join("checkpoints"))
+        .with_context(|| format!("cannot create {}", out.display()))?;
+    if resume_dir.is_none() && out.join("metrics.jsonl").exists() {
+        bail!(
+            "{} already holds a run (metrics.jsonl); choose another output.dir or --resume it",
+            out.display()
+        );
+    }
+    std::fs::write(out.join("config.toml"), toml::to_string_pretty(&config)?)?;
+
+    let ad = device.clone().autodiff();
+    ad.seed(t.seed);
+    let mut model = vit.try_init(&ad)?;
+    if let Some(dir) = &resume_dir {
+        model = checkpoint::load_model(dir, model)?;
+    }
+    let mut optim = optim::build(&t, &model);
+    if let Some(dir) = &resume_dir {
+        optim = checkpoint::load_optimizer(dir, optim)?;
+    }
+    let mut state = state.unwrap_or(LoopState {
+        step: 0,
+        epoch: 0,
+        batch_in_epoch: 0,
+        best_top1: 0.0,
+        config: config.clone(),
+    });
+
+    let (total, per_epoch) = step_counts(&config, splits.train.len())?;
+    let stop = options.stop_after.unwrap_or(total).min(total);
+    let transform = Arc::new(Transform {
+        augment: config.data.augment.clone(),
+        mean: config.data.mean.clone(),
+        std: config.data.std.clone(),
+    });
+    let train_set = Arc::new(splits.train);
+    let val_set = Arc::new(splits.val);
+    let classes = train_set.classes.len();
+    let micro = t.batch_size / t.accum_steps;
+    let mut metrics = Metrics::open(&out)?;
+    let started = Instant::now();
+    let progress = Progress::new(stop, state.step);
+    progress.println(&format!(
+        "training {} params on {} images ({} steps of {}, {} per epoch) on {}",
+        vit.num_params(),
+        train_set.len(),
+        total,
+        t.batch_size,
+        per_epoch,
+        t.device
+    ));
+    let mut losses = Vec::new();
+    let mut last_val = None;
+    let mut window = (Instant::now(), 0usize);
+
+    'epochs: while state.step < stop {
+        let batches = plan(
+            train_set.len(),
+            t.batch_size,
+            Mode::Train {
+                seed: t.seed,
+                epoch: state.epoch,
+                smoothing: t.label_smoothing,
+            },
+            true,
+        );
+        let n_batches = batches.len();
+        let loader = Loader::new(
+            train_set.clone(),
+            batches,
+            state.batch_in_epoch,
+            Mode::Train {
+                seed: t.seed,
+                epoch: state.epoch,
+                smoothing: t.label_smoothing,
+            },
+            transform.clone(),
+            config.data.workers,
+        );
+        for batch in loader {
+            let lr = schedule::lr_at(state.step, total, &t);
+            // Dropout / DropPath draw from the device RNG: seed it per step for exact resume.
+            ad.seed(mix_seed(&[t.seed, state.step as u64, 3]));
+            let mut acc = GradientsAccumulator::new();
+            let mut loss_sum = 0.0;
+            let per = train_set.shape.iter().product::<usize>();
+            for m in 0..t.accum_steps {
+                let imgs = batch.images[m * micro * per..(m + 1) * micro * per].to_vec();
+                let tg = batch.targets[m * micro * classes..(m + 1) * micro * classes].to_vec();
+                let x = images_tensor(imgs, micro, train_set.shape, &ad);
+                let y = Tensor::<2>::from_data(TensorData::new(tg, [micro, classes]), &ad);
+                let logits = model.forward(x)?;
+                let loss = soft_cross_entropy(logits, y) / t.accum_steps as f64;
+                let value = f64::from(loss.clone().into_scalar::<f32>());
+                if !value.is_finite() {
+                    progress.finish();
+                    bail!(
+                        "the loss became {value} at step {} (lr {lr:.3e}); stopping. The last good \
+                         checkpoint is in {} — lower train.lr or raise train.warmup_steps",
+                        state.step + 1,
+                        out.join("checkpoints/last").display()
+                    );
+                }
+                loss_sum += value;
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                acc.accumulate(&model, grads);
+            }
+            let mut grads = acc.grads();
+            let grad_norm = match t.clip_grad_norm {
+                Some(max) => clip::clip_global_norm(&model, &mut grads, max),
+                None => clip::global_norm(&model, &grads),
+            };
+            model = optim.step(lr, model, grads);
+            state.step += 1;
+            state.batch_in_epoch += 1;
+            losses.push(loss_sum);
+
+            window.1 += batch.len();
+            let secs = started.elapsed().as_secs_f64();
+            let img_s = window.1 as f64 / window.0.elapsed().as_secs_f64().max(1e-9);
+            let done_here = (losses.len()).max(1) as f64;
+            let eta = secs / done_here * (stop - state.step) as f64;
+            progress.step(state.step, stop, loss_sum, lr, img_s, eta);
+            metrics.write(&MetricLine {
+                split: "train".into(),
+                step: state.step,
+                epoch: state.epoch,
+                loss: loss_sum,
+                top1: None,
+                top5: None,
+                lr: Some(lr),
+                grad_norm: Some(grad_norm),
+                img_per_s: Some(img_s),
+                time_s: secs,
+            })?;
+            if window.0.elapsed().as_secs_f64() > 20.0 {
+                window = (Instant::now(), 0);
+            }
+
+            let epoch_end = state.batch_in_epoch == n_batches;
+            let periodic = t.eval_every > 0 && state.step % t.eval_every == 0;
+            if epoch_end {
+                state.epoch += 1;
+                state.batch_in_epoch = 0;
+            }
+            if epoch_end || periodic || state.step == stop {
+                let report = validate(&model, &val_set, &transform, &config, &device)?;
+                let improved = report.top1 >= state.best_top1;
+                if improved {
+                    state.best_top1 = report.top1;
+                }
+                progress.println(&format!(
+                    "step {} epoch {}: val loss {:.4} top-1 {:.2}% top-5 {:.2}% ({:.0}s)",
+                    state.step,
+                    state.epoch,
+                    report.loss,
+                    100.0 * report.top1,
+                    100.0 * report.top5,
+                    started.elapsed().as_secs_f64()
+                ));
+                metrics.write(&MetricLine {
+                    split: "val".into(),
+                    step: state.step,
+                    epoch: state.epoch,
+                    loss: report.loss,
+                    top1: Some(report.top1),
+                    top5: Some(report.top5),
+                    lr: None,
+                    grad_norm: None,
+                    img_per_s: None,
+                    time_s: started.elapsed().as_secs_f64(),
+                })?;
+                let ckpt = out.join("checkpoints");
+                checkpoint::save(&ckpt.join("last"), &model, &optim, &state)?;
+                if improved {
+                    checkpoint::save(&ckpt.join("best"), &model, &optim, &state)?;
+                }
+                last_val = Some(report);
+            }
+            if state.step >= stop {
+                break 'epochs;
+            }
+        }
+    }
+    progress.finish();
+
+    let test = if options.skip_test || state.step < total {
+        None
+    } else {
+        let test_set = Arc::new(splits.test);
+        let report = evaluate(&model, test_set.clone(), transform, eval_batch(&config), config.data.workers, &device)?;
+        metrics.write(&MetricLine {
+            split: "test".into(),
+            step: state.step,
+            epoch: state.epoch,
+            loss: report.loss,
+            top1: Some(report.top1),
+            top5: Some(report.top5),
+            lr: None,
+            grad_norm: None,
+            img_per_s: None,
+            time_s: started.elapsed().as_secs_f64(),
+        })?;
+        Some(report)
+    };
+    let summary = Summary {
+        steps: state.step,
+        val: last_val,
+        test,
+        seconds: started.elapsed().as_secs_f64(),
+        dir: out.clone(),
+        losses,
+    };
+    if let Err(e) = crate::plot::plot_run(&out) {
+        eprintln!("warning: could not draw the curves: {e:#}");
+    }
+    Ok(summary)
+}
+
+fn eval_batch(config: &Config) -> usize {
+    (config.train.batch_size / config.train.accum_steps).max(1) * 2
+}
+
+fn validate(
+    model: &vit_model::VisionTransformer,
+    set: &Arc<ImageSet>,
+    transform: &Arc<Transform>,
+    config: &Config,
+    device: &Device,
+) -> Result<EvalReport> {
+    evaluate(model, set.clone(), transform.clone(), eval_batch(config), config.data.workers, device)
+}

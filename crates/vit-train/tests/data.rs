@@ -1,0 +1,125 @@
+//! Data formats on real files: parsers, truncated and corrupt input, image folders.
+
+mod common;
+
+use std::io::Write;
+
+use common::*;
+use vit_train::config::{DataFormat, OnBadImage};
+use vit_train::data::{cifar, idx, image_folder};
+
+#[test]
+fn idx_fixture_parses() {
+    let root = fixture_root();
+    let classes: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+    let train = idx::load(&root, "train", classes.clone()).unwrap();
+    let test = idx::load(&root, "t10k", classes).unwrap();
+    assert_eq!((train.len(), test.len()), (800, 200));
+    assert_eq!(train.shape, [1, 28, 28]);
+    // The first Fashion-MNIST test image is an ankle boot (9), the second a pullover (2).
+    assert_eq!(&train.labels[..2], &[9, 2]);
+    let mut counts = [0usize; 10];
+    train.labels.iter().for_each(|&l| counts[l as usize] += 1);
+    assert!(counts.iter().all(|&c| c > 50), "{counts:?}");
+    // Real pixels: mostly background, some bright.
+    let px = train.image(0);
+    assert!(px.iter().filter(|&&v| v == 0).count() > 300);
+    assert!(px.iter().any(|&v| v > 200));
+}
+
+#[test]
+fn truncated_and_corrupt_idx_files_are_clear_errors() {
+    let dir = temp_dir("idx-bad");
+    let good = idx::read_maybe_gz(&fixture_root().join("t10k-images-idx3-ubyte.gz")).unwrap();
+
+    let p = dir.join("cut-images-idx3-ubyte");
+    std::fs::write(&p, &good[..good.len() - 100]).unwrap();
+    let err = format!("{:#}", idx::parse_images(&std::fs::read(&p).unwrap(), &p).unwrap_err());
+    assert!(err.contains("cut-images-idx3-ubyte") && err.contains("header says 200 images of 28x28"), "{err}");
+
+    let err = format!("{:#}", idx::parse_images(&good[..10], &p).unwrap_err());
+    assert!(err.contains("truncated IDX header"), "{err}");
+
+    let labels = idx::read_maybe_gz(&fixture_root().join("t10k-labels-idx1-ubyte.gz")).unwrap();
+    let err = format!("{:#}", idx::parse_images(&labels, &p).unwrap_err());
+    assert!(err.contains("magic 0x00000801, expected 0x00000803"), "{err}");
+
+    // A gzip stream cut in the middle.
+    let gz = std::fs::read(fixture_root().join("t10k-images-idx3-ubyte.gz")).unwrap();
+    let p = dir.join("broken.gz");
+    std::fs::write(&p, &gz[..gz.len() / 2]).unwrap();
+    let err = format!("{:#}", idx::read_maybe_gz(&p).unwrap_err());
+    assert!(err.contains("broken.gz") && err.contains("corrupt or truncated gzip"), "{err}");
+
+    let err = format!("{:#}", idx::load(&dir, "missing", vec!["a".into()]).unwrap_err());
+    assert!(err.contains("missing-images-idx3-ubyte") && err.contains("cargo xtask data"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn cifar_records_parse_and_bad_lengths_fail() {
+    let dir = temp_dir("cifar");
+    // Two CIFAR-10 records: label, then 3072 pixels (R plane, G plane, B plane).
+    let mut bytes = Vec::new();
+    for (label, value) in [(3u8, 10u8), (7, 200)] {
+        bytes.push(label);
+        bytes.extend(std::iter::repeat_n(value, 3072));
+    }
+    let p = dir.join("data.bin");
+    let (images, labels) = cifar::parse(&bytes, &p, 1).unwrap();
+    assert_eq!(labels, vec![3, 7]);
+    assert_eq!(images.len(), 2 * 3072);
+    assert_eq!(images[3072], 200);
+    // CIFAR-100: coarse then fine label; the fine one is the class.
+    let mut b100 = vec![1u8, 42];
+    b100.extend(vec![0u8; 3072]);
+    assert_eq!(cifar::parse(&b100, &p, 2).unwrap().1, vec![42]);
+    let err = format!("{:#}", cifar::parse(&bytes[..5000], &p, 1).unwrap_err());
+    assert!(err.contains("data.bin") && err.contains("3073-byte CIFAR records"), "{err}");
+    let err = format!("{:#}", cifar::load(&dir, true, false, vec![]).unwrap_err());
+    assert!(err.contains("data_batch_1.bin"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn image_folder_decodes_converts_and_reports_bad_files() {
+    let dir = temp_dir("folder");
+    for (class, shade) in [("cat", 30u8), ("dog", 220u8)] {
+        std::fs::create_dir_all(dir.join(class)).unwrap();
+        for i in 0..2 {
+            // RGBA and grayscale inputs, at a size other than the model's.
+            let img = image::RgbaImage::from_pixel(20, 10, image::Rgba([shade, shade, shade, 128]));
+            img.save(dir.join(class).join(format!("{i}.png"))).unwrap();
+        }
+    }
+    let set = image_folder::load(&dir, 3, [8, 8], OnBadImage::Error).unwrap();
+    assert_eq!(set.classes, vec!["cat", "dog"]);
+    assert_eq!(set.labels, vec![0, 0, 1, 1]);
+    assert_eq!(set.shape, [3, 8, 8]);
+    assert!(set.image(3).iter().all(|&v| v == 220));
+    let gray = image_folder::load(&dir, 1, [4, 4], OnBadImage::Error).unwrap();
+    assert_eq!(gray.image(0).len(), 16);
+
+    let mut f = std::fs::File::create(dir.join("dog/broken.png")).unwrap();
+    f.write_all(b"\x89PNG\r\n\x1a\nnot really").unwrap();
+    let err = format!("{:#}", image_folder::load(&dir, 3, [8, 8], OnBadImage::Error).unwrap_err());
+    assert!(err.contains("broken.png") && err.contains("on_bad_image"), "{err}");
+    let skipped = image_folder::load(&dir, 3, [8, 8], OnBadImage::Skip).unwrap();
+    assert_eq!(skipped.len(), 4);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn missing_data_path_names_the_files() {
+    let dir = temp_dir("missing");
+    let (_, mut config) = recipe(&dir, &[]);
+    config.data.root = dir.join("nowhere");
+    let vit = config.model.vit_config().unwrap();
+    let err = format!(
+        "{:#}",
+        vit_train::data::load_splits(&config.data, &vit, 0).err().unwrap()
+    );
+    assert!(err.contains("nowhere/train-images-idx3-ubyte"), "{err}");
+    assert_eq!(config.data.format, DataFormat::Idx);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
