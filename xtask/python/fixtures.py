@@ -60,6 +60,23 @@ def save_case(out, name, model, x, extra_io=None):
     print(f"{name}: logits {tuple(logits.shape)}, |logits| max {logits.abs().max():.3f}")
 
 
+def save_grads(out, name, model, x):
+    """Gradients of the mean cross-entropy against fixed labels, for every parameter."""
+    model.train()
+    for blk in model.blocks:
+        blk.attn.fused_attn = True
+    model.zero_grad()
+    labels = torch.arange(x.shape[0]) % model.num_classes
+    loss = F.cross_entropy(model(x), labels)
+    loss.backward()
+    grads = {f"grad.{k}": p.grad.detach().contiguous() for k, p in model.named_parameters()}
+    grads["labels"] = labels.float()
+    grads["loss"] = loss.detach().reshape(1)
+    save_file(grads, os.path.join(out, f"{name}.grads.safetensors"))
+    model.eval()
+    print(f"{name}: loss {loss.item():.4f}, {len(grads) - 2} gradients")
+
+
 def case_token(out):
     """(a) 2 blocks at 32x32, patch 8, token pooling, 10 classes."""
     torch.manual_seed(0)
@@ -68,6 +85,7 @@ def case_token(out):
     perturb(model, 1)
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     save_case(out, "token_32", model, x)
+    save_grads(out, "token_32", model, x)
 
 
 def case_mean(out):

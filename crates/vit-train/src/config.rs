@@ -63,8 +63,24 @@ impl ModelSection {
         macro_rules! set_opt {
             ($($field:ident),*) => { $( if let Some(v) = self.$field { c.$field = Some(v); } )* };
         }
-        set!(image_size, patch_size, in_channels, num_classes, embed_dim, depth, num_heads);
-        set!(mlp_ratio, qkv_bias, pool, class_token, drop_rate, attn_drop_rate, drop_path_rate);
+        set!(
+            image_size,
+            patch_size,
+            in_channels,
+            num_classes,
+            embed_dim,
+            depth,
+            num_heads
+        );
+        set!(
+            mlp_ratio,
+            qkv_bias,
+            pool,
+            class_token,
+            drop_rate,
+            attn_drop_rate,
+            drop_path_rate
+        );
         set!(norm_eps);
         set_opt!(mlp_dim, fc_norm, representation_size, layer_scale_init);
         if self.mlp_ratio.is_some() && self.mlp_dim.is_none() {
@@ -301,12 +317,13 @@ impl Config {
         let mut value: toml::Table = toml::from_str(&text)
             .with_context(|| format!("{} is not valid TOML", path.display()))?;
         for item in overrides {
-            apply_override(&mut value, item)
-                .with_context(|| format!("--set {item}"))?;
+            apply_override(&mut value, item).with_context(|| format!("--set {item}"))?;
         }
         let config = Self::from_table(value)
             .with_context(|| format!("invalid config {}", path.display()))?;
-        config.check().with_context(|| format!("invalid config {}", path.display()))?;
+        config
+            .check()
+            .with_context(|| format!("invalid config {}", path.display()))?;
         Ok(config)
     }
 
@@ -334,21 +351,27 @@ impl Config {
             bail!("data.std values must be positive");
         }
         let t = &self.train;
-        if t.batch_size == 0 || t.accum_steps == 0 || t.batch_size % t.accum_steps != 0 {
+        if t.batch_size == 0 || t.accum_steps == 0 || !t.batch_size.is_multiple_of(t.accum_steps) {
             bail!(
                 "train.batch_size ({}) must be a positive multiple of train.accum_steps ({})",
                 t.batch_size,
                 t.accum_steps
             );
         }
-        if !(t.lr > 0.0) {
+        if t.lr.is_nan() || t.lr <= 0.0 {
             bail!("train.lr must be positive, got {}", t.lr);
         }
         if !(0.0..1.0).contains(&t.label_smoothing) {
-            bail!("train.label_smoothing must be in [0, 1), got {}", t.label_smoothing);
+            bail!(
+                "train.label_smoothing must be in [0, 1), got {}",
+                t.label_smoothing
+            );
         }
         if !(0.0..1.0).contains(&self.data.val_fraction) {
-            bail!("data.val_fraction must be in [0, 1), got {}", self.data.val_fraction);
+            bail!(
+                "data.val_fraction must be in [0, 1), got {}",
+                self.data.val_fraction
+            );
         }
         Ok(())
     }

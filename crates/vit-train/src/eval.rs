@@ -57,7 +57,8 @@ pub fn evaluate(
         let x = images_tensor(batch.images, b, set.shape, device);
         let logits = model.forward(x)?;
         let t = Tensor::<2>::from_data(TensorData::new(batch.targets, [b, k]), device);
-        loss_sum += f64::from(soft_cross_entropy(logits.clone(), t).into_scalar::<f32>()) * b as f64;
+        loss_sum +=
+            f64::from(soft_cross_entropy(logits.clone(), t).into_scalar::<f32>()) * b as f64;
         let scores = logits.into_data().convert::<f32>().try_into_vec::<f32>()?;
         for (row, &label) in scores.chunks_exact(k).zip(&batch.labels) {
             let mine = row[label as usize];
@@ -78,7 +79,11 @@ pub fn evaluate(
         .enumerate()
         .map(|(i, row)| {
             let total: usize = row.iter().sum();
-            if total == 0 { 0.0 } else { row[i] as f64 / total as f64 }
+            if total == 0 {
+                0.0
+            } else {
+                row[i] as f64 / total as f64
+            }
         })
         .collect();
     Ok(EvalReport {
@@ -112,7 +117,13 @@ impl EvalReport {
         }
         s += "\n";
         for (i, row) in self.confusion.iter().enumerate() {
-            s += &format!("  {:>width$}", format!("{i} {}", classes[i]).chars().take(width).collect::<String>());
+            s += &format!(
+                "  {:>width$}",
+                format!("{i} {}", classes[i])
+                    .chars()
+                    .take(width)
+                    .collect::<String>()
+            );
             for v in row {
                 s += &format!(" {v:>5}");
             }

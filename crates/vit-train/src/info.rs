@@ -14,8 +14,18 @@ pub fn describe(config: &Config) -> Result<String> {
     s += &format!(
         "model: {}\n  image {}x{}, patch {}x{}, {} channels, {} classes\n  D {} depth {} heads {} MLP {} pool {:?} class token {}\n",
         config.model.preset.as_deref().unwrap_or("custom"),
-        m.image_size[0], m.image_size[1], m.patch_size[0], m.patch_size[1], m.in_channels, m.num_classes,
-        m.embed_dim, m.depth, m.num_heads, m.mlp_hidden(), m.pool, m.class_token
+        m.image_size[0],
+        m.image_size[1],
+        m.patch_size[0],
+        m.patch_size[1],
+        m.in_channels,
+        m.num_classes,
+        m.embed_dim,
+        m.depth,
+        m.num_heads,
+        m.mlp_hidden(),
+        m.pool,
+        m.class_token
     );
     s += &format!(
         "  parameters {}\n  tokens {} ({} patches + {} prefix)\n  FLOPs per image {:.3} G (forward)\n",
@@ -46,10 +56,23 @@ pub fn describe(config: &Config) -> Result<String> {
     );
     s += &format!(
         "train: {:?} lr {:e} (min {:e}) {:?} decay, warmup {} steps, weight decay {}, batch {} ({} x {} accumulated)\n  epochs {}{} clip {:?} label smoothing {} seed {} device {}\n",
-        t.optimizer, t.lr, t.min_lr, t.schedule, t.warmup_steps, t.weight_decay, t.batch_size,
-        t.accum_steps, t.batch_size / t.accum_steps, t.epochs,
-        t.max_steps.map(|m| format!(" (at most {m} steps)")).unwrap_or_default(),
-        t.clip_grad_norm, t.label_smoothing, t.seed, t.device
+        t.optimizer,
+        t.lr,
+        t.min_lr,
+        t.schedule,
+        t.warmup_steps,
+        t.weight_decay,
+        t.batch_size,
+        t.accum_steps,
+        t.batch_size / t.accum_steps,
+        t.epochs,
+        t.max_steps
+            .map(|m| format!(" (at most {m} steps)"))
+            .unwrap_or_default(),
+        t.clip_grad_norm,
+        t.label_smoothing,
+        t.seed,
+        t.device
     );
     if t.warmup_steps > 0 {
         s += &format!("  lr at step 1: {:e}\n", lr_at(0, t.warmup_steps + 1, t));
@@ -63,7 +86,7 @@ pub fn group(n: usize) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);

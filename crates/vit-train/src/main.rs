@@ -38,7 +38,9 @@ fn run_train(args: TrainArgs) -> Result<()> {
     let config = match config {
         Some(c) => c,
         // Resuming without a recipe: the checkpoint carries its own.
-        None => checkpoint::read_state(&checkpoint::resolve(args.resume.as_ref().unwrap())?)?.config,
+        None => {
+            checkpoint::read_state(&checkpoint::resolve(args.resume.as_ref().unwrap())?)?.config
+        }
     };
     let summary = train(
         config,
@@ -90,11 +92,22 @@ fn run_eval(args: EvalArgs) -> Result<()> {
         mean: config.data.mean.clone(),
         std: config.data.std.clone(),
     });
-    let report = evaluate(&model, set.clone(), transform, 256, config.data.workers, &device)?;
+    let report = evaluate(
+        &model,
+        set.clone(),
+        transform,
+        256,
+        config.data.workers,
+        &device,
+    )?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
-        println!("{} split `{split}` of {}", dir.display(), config.data.root.display());
+        println!(
+            "{} split `{split}` of {}",
+            dir.display(),
+            config.data.root.display()
+        );
         print!("{}", report.render(&set.classes));
     }
     Ok(())

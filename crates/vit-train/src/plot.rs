@@ -32,13 +32,14 @@ fn register_font() -> bool {
 /// Draws `curves.png` in a run folder from its `metrics.jsonl`.
 pub fn plot_run(dir: &Path) -> Result<()> {
     let lines = read_metrics(dir)?;
-    let series = |split: &str, f: &dyn Fn(&crate::report::MetricLine) -> Option<f64>| -> Vec<(f64, f64)> {
-        lines
-            .iter()
-            .filter(|l| l.split == split)
-            .filter_map(|l| f(l).map(|v| (l.step as f64, v)))
-            .collect()
-    };
+    let series =
+        |split: &str, f: &dyn Fn(&crate::report::MetricLine) -> Option<f64>| -> Vec<(f64, f64)> {
+            lines
+                .iter()
+                .filter(|l| l.split == split)
+                .filter_map(|l| f(l).map(|v| (l.step as f64, v)))
+                .collect()
+        };
     let train_loss = series("train", &|l| Some(l.loss));
     let val_loss = series("val", &|l| Some(l.loss));
     let val_acc = series("val", &|l| l.top1.map(|a| 100.0 * a));
@@ -79,10 +80,18 @@ pub fn plot_run(dir: &Path) -> Result<()> {
         .label("validation")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
     if labels {
-        chart.configure_series_labels().background_style(WHITE).border_style(BLACK).draw()?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE)
+            .border_style(BLACK)
+            .draw()?;
     }
 
-    let lo = val_acc.iter().map(|p| p.1).fold(100.0f64, f64::min).min(90.0);
+    let lo = val_acc
+        .iter()
+        .map(|p| p.1)
+        .fold(100.0f64, f64::min)
+        .min(90.0);
     let mut chart = ChartBuilder::on(&right);
     chart.margin(15);
     if labels {
@@ -97,6 +106,7 @@ pub fn plot_run(dir: &Path) -> Result<()> {
     }
     chart.draw_series(LineSeries::new(val_acc.clone(), GREEN.stroke_width(2)))?;
     chart.draw_series(val_acc.iter().map(|&p| Circle::new(p, 3, GREEN.filled())))?;
-    root.present().with_context(|| format!("cannot write {}", path.display()))?;
+    root.present()
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }

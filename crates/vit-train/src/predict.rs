@@ -33,7 +33,10 @@ pub struct Prediction {
 pub fn predict(args: &PredictArgs) -> Result<Vec<Prediction>> {
     let dir = checkpoint::resolve(&args.checkpoint)?;
     let state = checkpoint::read_state(&dir)?;
-    let device_name = args.device.clone().unwrap_or(state.config.train.device.clone());
+    let device_name = args
+        .device
+        .clone()
+        .unwrap_or(state.config.train.device.clone());
     let device = device_from_name(&device_name)?;
     let (model, state) = checkpoint::load_for_inference(&dir, &device)?;
     let model = model.valid();
@@ -50,9 +53,13 @@ pub fn predict(args: &PredictArgs) -> Result<Vec<Prediction>> {
     };
     let mut out = Vec::new();
     for path in &args.images {
-        let px = decode(path, shape[0], c.image_size).with_context(|| format!("{}", path.display()))?;
+        let px =
+            decode(path, shape[0], c.image_size).with_context(|| format!("{}", path.display()))?;
         let x = images_tensor(transform.eval(&px, shape), 1, shape, &device);
-        let probs = softmax(model.forward(x)?, 1).into_data().convert::<f32>().try_into_vec::<f32>()?;
+        let probs = softmax(model.forward(x)?, 1)
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()?;
         let mut order: Vec<usize> = (0..probs.len()).collect();
         order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
         out.push(Prediction {

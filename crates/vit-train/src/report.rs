@@ -56,10 +56,13 @@ impl Metrics {
 /// Reads `metrics.jsonl` back.
 pub fn read_metrics(dir: &Path) -> Result<Vec<MetricLine>> {
     let path = dir.join("metrics.jsonl");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     text.lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).with_context(|| format!("bad line in {}: {l}", path.display())))
+        .map(|l| {
+            serde_json::from_str(l).with_context(|| format!("bad line in {}: {l}", path.display()))
+        })
         .collect()
 }
 
@@ -96,7 +99,7 @@ impl Progress {
                 bar.set_position(step as u64);
                 bar.set_message(msg);
             }
-            None if step % self.every == 0 || step == total => {
+            None if step.is_multiple_of(self.every) || step == total => {
                 println!("step {step}/{total} {msg} eta {:.0}s", eta_s);
             }
             None => {}

@@ -30,7 +30,12 @@ fn set_overrides_any_key() {
     let dir = temp_dir("cfg-set");
     let (_, c) = recipe(
         &dir,
-        &["train.lr=3e-4", "model.depth=3", "data.augment.hflip=false", "train.device=wgpu"],
+        &[
+            "train.lr=3e-4",
+            "model.depth=3",
+            "data.augment.hflip=false",
+            "train.device=wgpu",
+        ],
     );
     assert_eq!(c.train.lr, 3e-4);
     assert_eq!(c.model.depth, Some(3));
@@ -52,20 +57,35 @@ fn load_err(text_edit: impl Fn(String) -> String, sets: &[&str]) -> String {
 
 #[test]
 fn unknown_keys_and_wrong_types_name_the_key() {
-    let err = load_err(|t| t.replace("epochs = 2", "epochs = 2\nepoch_count = 3"), &[]);
-    assert!(err.contains("train") && err.contains("unknown field `epoch_count`"), "{err}");
+    let err = load_err(
+        |t| t.replace("epochs = 2", "epochs = 2\nepoch_count = 3"),
+        &[],
+    );
+    assert!(
+        err.contains("train") && err.contains("unknown field `epoch_count`"),
+        "{err}"
+    );
     let err = load_err(|t| t.replace("embed_dim = 32", "embed_dim = \"wide\""), &[]);
-    assert!(err.contains("model.embed_dim") && err.contains("invalid type"), "{err}");
+    assert!(
+        err.contains("model.embed_dim") && err.contains("invalid type"),
+        "{err}"
+    );
     let err = load_err(|t| t, &["train.lr=fast"]);
     assert!(err.contains("train.lr"), "{err}");
     let err = load_err(|t| t.replace("num_heads = 2", "num_heads = 3"), &[]);
-    assert!(err.contains("num_heads 3 must divide embed_dim 32"), "{err}");
+    assert!(
+        err.contains("num_heads 3 must divide embed_dim 32"),
+        "{err}"
+    );
     let err = load_err(|t| t.replace("mean = [0.2860]", "mean = [0.2, 0.3]"), &[]);
     assert!(err.contains("data.mean"), "{err}");
 }
 
 #[test]
 fn missing_config_file_is_named() {
-    let err = format!("{:#}", Config::load(Path::new("/nonexistent/x.toml"), &[]).unwrap_err());
+    let err = format!(
+        "{:#}",
+        Config::load(Path::new("/nonexistent/x.toml"), &[]).unwrap_err()
+    );
     assert!(err.contains("/nonexistent/x.toml"), "{err}");
 }

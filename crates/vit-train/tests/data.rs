@@ -34,25 +34,43 @@ fn truncated_and_corrupt_idx_files_are_clear_errors() {
 
     let p = dir.join("cut-images-idx3-ubyte");
     std::fs::write(&p, &good[..good.len() - 100]).unwrap();
-    let err = format!("{:#}", idx::parse_images(&std::fs::read(&p).unwrap(), &p).unwrap_err());
-    assert!(err.contains("cut-images-idx3-ubyte") && err.contains("header says 200 images of 28x28"), "{err}");
+    let err = format!(
+        "{:#}",
+        idx::parse_images(&std::fs::read(&p).unwrap(), &p).unwrap_err()
+    );
+    assert!(
+        err.contains("cut-images-idx3-ubyte") && err.contains("header says 200 images of 28x28"),
+        "{err}"
+    );
 
     let err = format!("{:#}", idx::parse_images(&good[..10], &p).unwrap_err());
     assert!(err.contains("truncated IDX header"), "{err}");
 
     let labels = idx::read_maybe_gz(&fixture_root().join("t10k-labels-idx1-ubyte.gz")).unwrap();
     let err = format!("{:#}", idx::parse_images(&labels, &p).unwrap_err());
-    assert!(err.contains("magic 0x00000801, expected 0x00000803"), "{err}");
+    assert!(
+        err.contains("magic 0x00000801, expected 0x00000803"),
+        "{err}"
+    );
 
     // A gzip stream cut in the middle.
     let gz = std::fs::read(fixture_root().join("t10k-images-idx3-ubyte.gz")).unwrap();
     let p = dir.join("broken.gz");
     std::fs::write(&p, &gz[..gz.len() / 2]).unwrap();
     let err = format!("{:#}", idx::read_maybe_gz(&p).unwrap_err());
-    assert!(err.contains("broken.gz") && err.contains("corrupt or truncated gzip"), "{err}");
+    assert!(
+        err.contains("broken.gz") && err.contains("corrupt or truncated gzip"),
+        "{err}"
+    );
 
-    let err = format!("{:#}", idx::load(&dir, "missing", vec!["a".into()]).unwrap_err());
-    assert!(err.contains("missing-images-idx3-ubyte") && err.contains("cargo xtask data"), "{err}");
+    let err = format!(
+        "{:#}",
+        idx::load(&dir, "missing", vec!["a".into()]).unwrap_err()
+    );
+    assert!(
+        err.contains("missing-images-idx3-ubyte") && err.contains("cargo xtask data"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -75,7 +93,10 @@ fn cifar_records_parse_and_bad_lengths_fail() {
     b100.extend(vec![0u8; 3072]);
     assert_eq!(cifar::parse(&b100, &p, 2).unwrap().1, vec![42]);
     let err = format!("{:#}", cifar::parse(&bytes[..5000], &p, 1).unwrap_err());
-    assert!(err.contains("data.bin") && err.contains("3073-byte CIFAR records"), "{err}");
+    assert!(
+        err.contains("data.bin") && err.contains("3073-byte CIFAR records"),
+        "{err}"
+    );
     let err = format!("{:#}", cifar::load(&dir, true, false, vec![]).unwrap_err());
     assert!(err.contains("data_batch_1.bin"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -102,8 +123,14 @@ fn image_folder_decodes_converts_and_reports_bad_files() {
 
     let mut f = std::fs::File::create(dir.join("dog/broken.png")).unwrap();
     f.write_all(b"\x89PNG\r\n\x1a\nnot really").unwrap();
-    let err = format!("{:#}", image_folder::load(&dir, 3, [8, 8], OnBadImage::Error).unwrap_err());
-    assert!(err.contains("broken.png") && err.contains("on_bad_image"), "{err}");
+    let err = format!(
+        "{:#}",
+        image_folder::load(&dir, 3, [8, 8], OnBadImage::Error).unwrap_err()
+    );
+    assert!(
+        err.contains("broken.png") && err.contains("on_bad_image"),
+        "{err}"
+    );
     let skipped = image_folder::load(&dir, 3, [8, 8], OnBadImage::Skip).unwrap();
     assert_eq!(skipped.len(), 4);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -117,7 +144,9 @@ fn missing_data_path_names_the_files() {
     let vit = config.model.vit_config().unwrap();
     let err = format!(
         "{:#}",
-        vit_train::data::load_splits(&config.data, &vit, 0).err().unwrap()
+        vit_train::data::load_splits(&config.data, &vit, 0)
+            .err()
+            .unwrap()
     );
     assert!(err.contains("nowhere/train-images-idx3-ubyte"), "{err}");
     assert_eq!(config.data.format, DataFormat::Idx);

@@ -12,7 +12,7 @@ const PIXELS: usize = 3 * 32 * 32;
 /// the class (CIFAR-100 stores coarse then fine).
 pub fn parse(bytes: &[u8], path: &Path, label_bytes: usize) -> Result<(Vec<u8>, Vec<u32>)> {
     let record = label_bytes + PIXELS;
-    if bytes.is_empty() || bytes.len() % record != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(record) {
         bail!(
             "{}: {} bytes is not a whole number of {record}-byte CIFAR records (truncated or not \
              a CIFAR binary file)",
@@ -43,7 +43,10 @@ pub fn load(root: &Path, train: bool, cifar100: bool, classes: Vec<String>) -> R
     for f in files {
         let path = root.join(&f);
         let bytes = std::fs::read(&path).with_context(|| {
-            format!("missing data file {} (see datasets/README.md)", path.display())
+            format!(
+                "missing data file {} (see datasets/README.md)",
+                path.display()
+            )
         })?;
         let (i, l) = parse(&bytes, &path, if cifar100 { 2 } else { 1 })?;
         images.extend(i);

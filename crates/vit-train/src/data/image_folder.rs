@@ -10,7 +10,8 @@ use crate::config::OnBadImage;
 
 /// Decodes one image file to `channels` (1: luma, 3: RGB; alpha dropped) at `[h, w]`, CHW u8.
 pub fn decode(path: &Path, channels: usize, size: [usize; 2]) -> Result<Vec<u8>> {
-    let img = image::open(path).with_context(|| format!("cannot decode image {}", path.display()))?;
+    let img =
+        image::open(path).with_context(|| format!("cannot decode image {}", path.display()))?;
     let [h, w] = size;
     let img = if (img.height() as usize, img.width() as usize) != (h, w) {
         img.resize_exact(w as u32, h as u32, FilterType::Triangle)
@@ -34,8 +35,11 @@ pub fn decode(path: &Path, channels: usize, size: [usize; 2]) -> Result<Vec<u8>>
     })
 }
 
+/// An image file and its class index.
+pub type Labelled = (PathBuf, u32);
+
 /// Lists `(path, class index)` under `root`, classes being the sorted subfolder names.
-pub fn list(root: &Path) -> Result<(Vec<(PathBuf, u32)>, Vec<String>)> {
+pub fn list(root: &Path) -> Result<(Vec<Labelled>, Vec<String>)> {
     let mut classes: Vec<String> = std::fs::read_dir(root)
         .with_context(|| format!("cannot read image folder {}", root.display()))?
         .filter_map(|e| e.ok())
@@ -76,7 +80,12 @@ fn check(path: &Path) -> Result<()> {
 /// Loads a split at the model's size: decoded into memory when small, else checked (headers)
 /// and decoded on use. Undecodable files stop the load, naming the file, or are skipped with a
 /// warning (`on_bad`).
-pub fn load(root: &Path, channels: usize, size: [usize; 2], on_bad: OnBadImage) -> Result<ImageSet> {
+pub fn load(
+    root: &Path,
+    channels: usize,
+    size: [usize; 2],
+    on_bad: OnBadImage,
+) -> Result<ImageSet> {
     let (items, classes) = list(root)?;
     let in_memory = items.len() <= IN_MEMORY_LIMIT;
     let mut images = Vec::new();

@@ -35,7 +35,11 @@ impl Batch {
 #[derive(Clone, Copy, Debug)]
 pub enum Mode {
     /// Shuffled, augmented, label-smoothed and mixed as configured.
-    Train { seed: u64, epoch: usize, smoothing: f64 },
+    Train {
+        seed: u64,
+        epoch: usize,
+        smoothing: f64,
+    },
     /// In order, normalised only, one-hot targets.
     Eval,
 }
@@ -44,7 +48,10 @@ pub enum Mode {
 pub fn mix_seed(parts: &[u64]) -> u64 {
     let mut h = 0x9e37_79b9_7f4a_7c15u64;
     for &p in parts {
-        h ^= p.wrapping_add(0x9e37_79b9_7f4a_7c15).wrapping_add(h << 6).wrapping_add(h >> 2);
+        h ^= p
+            .wrapping_add(0x9e37_79b9_7f4a_7c15)
+            .wrapping_add(h << 6)
+            .wrapping_add(h >> 2);
         h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         h ^= h >> 31;

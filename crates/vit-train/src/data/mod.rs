@@ -39,7 +39,12 @@ pub struct ImageSet {
 
 impl ImageSet {
     /// Checks sizes and labels.
-    pub fn new(images: Vec<u8>, labels: Vec<u32>, shape: [usize; 3], classes: Vec<String>) -> Result<Self> {
+    pub fn new(
+        images: Vec<u8>,
+        labels: Vec<u32>,
+        shape: [usize; 3],
+        classes: Vec<String>,
+    ) -> Result<Self> {
         let per = shape.iter().product::<usize>();
         if images.len() != labels.len() * per {
             bail!(
@@ -53,14 +58,24 @@ impl ImageSet {
     }
 
     /// A set of image files, decoded on use.
-    pub fn from_files(paths: Vec<PathBuf>, labels: Vec<u32>, shape: [usize; 3], classes: Vec<String>) -> Result<Self> {
+    pub fn from_files(
+        paths: Vec<PathBuf>,
+        labels: Vec<u32>,
+        shape: [usize; 3],
+        classes: Vec<String>,
+    ) -> Result<Self> {
         if paths.len() != labels.len() {
             bail!("{} files but {} labels", paths.len(), labels.len());
         }
         Self::with_pixels(Pixels::Files(paths), labels, shape, classes)
     }
 
-    fn with_pixels(pixels: Pixels, labels: Vec<u32>, shape: [usize; 3], classes: Vec<String>) -> Result<Self> {
+    fn with_pixels(
+        pixels: Pixels,
+        labels: Vec<u32>,
+        shape: [usize; 3],
+        classes: Vec<String>,
+    ) -> Result<Self> {
         if let Some(&bad) = labels.iter().find(|&&l| l as usize >= classes.len()) {
             bail!(
                 "label {bad} out of range: the data has {} classes (model.num_classes / data.classes)",
@@ -106,13 +121,16 @@ impl ImageSet {
     pub fn subset(&self, indices: &[usize]) -> Self {
         let pixels = match &self.pixels {
             Pixels::Memory(_) => {
-                let mut images = Vec::with_capacity(indices.len() * self.shape.iter().product::<usize>());
+                let mut images =
+                    Vec::with_capacity(indices.len() * self.shape.iter().product::<usize>());
                 for &i in indices {
                     images.extend_from_slice(&self.image(i));
                 }
                 Pixels::Memory(images)
             }
-            Pixels::Files(paths) => Pixels::Files(indices.iter().map(|&i| paths[i].clone()).collect()),
+            Pixels::Files(paths) => {
+                Pixels::Files(indices.iter().map(|&i| paths[i].clone()).collect())
+            }
         };
         Self {
             pixels,
@@ -149,7 +167,12 @@ pub fn load_split(data: &DataSection, model: &VitConfig, split: &str) -> Result<
         DataFormat::Idx => idx::load(&data.root, split, classes)?,
         DataFormat::Cifar10 | DataFormat::Cifar100 => {
             let train = split == data.train;
-            cifar::load(&data.root, train, data.format == DataFormat::Cifar100, classes)?
+            cifar::load(
+                &data.root,
+                train,
+                data.format == DataFormat::Cifar100,
+                classes,
+            )?
         }
         DataFormat::ImageFolder => {
             let set = image_folder::load(

@@ -61,10 +61,7 @@ impl Image {
                 }
             }
         }
-        Self {
-            px: out,
-            ..*self
-        }
+        Self { px: out, ..*self }
     }
 }
 
@@ -101,7 +98,12 @@ pub fn hflip(img: &Image) -> Image {
 
 /// torchvision `RandomResizedCrop`: a crop of random area fraction in `scale` and aspect
 /// ratio (log-uniform) in `ratio`, resized back to the image size (bilinear).
-pub fn random_resized_crop(img: &Image, scale: [f64; 2], ratio: [f64; 2], rng: &mut impl Rng) -> Image {
+pub fn random_resized_crop(
+    img: &Image,
+    scale: [f64; 2],
+    ratio: [f64; 2],
+    rng: &mut impl Rng,
+) -> Image {
     let area = (img.h * img.w) as f64;
     let (lr0, lr1) = (ratio[0].ln(), ratio[1].ln());
     let mut crop = None;
@@ -297,7 +299,11 @@ pub fn mix_batch(
     } else {
         cutmix_alpha > 0.0
     };
-    let alpha = if use_cutmix { cutmix_alpha } else { mixup_alpha };
+    let alpha = if use_cutmix {
+        cutmix_alpha
+    } else {
+        mixup_alpha
+    };
     let mut lam = Beta::new(alpha, alpha).expect("alpha > 0").sample(rng);
     let orig = images.to_vec();
     let orig_t = targets.to_vec();
@@ -334,7 +340,8 @@ pub fn mix_batch(
     for i in 0..b {
         let j = b - 1 - i;
         for k in 0..classes {
-            targets[i * classes + k] = l * orig_t[i * classes + k] + (1.0 - l) * orig_t[j * classes + k];
+            targets[i * classes + k] =
+                l * orig_t[i * classes + k] + (1.0 - l) * orig_t[j * classes + k];
         }
     }
 }

@@ -36,14 +36,22 @@ pub struct LoopState {
 }
 
 /// Writes a checkpoint folder at `dir` atomically (replacing an older checkpoint there).
-pub fn save(dir: &Path, model: &VisionTransformer, optim: &ModuleOptimizer, state: &LoopState) -> Result<()> {
+pub fn save(
+    dir: &Path,
+    model: &VisionTransformer,
+    optim: &ModuleOptimizer,
+    state: &LoopState,
+) -> Result<()> {
     let tmp = dir.with_extension("tmp");
     if tmp.exists() {
         fs::remove_dir_all(&tmp)?;
     }
     fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     save_safetensors(model, &tmp.join(MODEL_FILE))?;
-    fs::write(tmp.join(IDS_FILE), serde_json::to_string(&param_ids(model))?)?;
+    fs::write(
+        tmp.join(IDS_FILE),
+        serde_json::to_string(&param_ids(model))?,
+    )?;
     optim
         .save(tmp.join(OPTIM_FILE))
         .map_err(|e| anyhow::anyhow!("cannot write optimizer state: {e:?}"))?;
@@ -55,7 +63,8 @@ pub fn save(dir: &Path, model: &VisionTransformer, optim: &ModuleOptimizer, stat
         }
         fs::rename(dir, &old)?;
     }
-    fs::rename(&tmp, dir).with_context(|| format!("cannot move checkpoint to {}", dir.display()))?;
+    fs::rename(&tmp, dir)
+        .with_context(|| format!("cannot move checkpoint to {}", dir.display()))?;
     if old.exists() {
         fs::remove_dir_all(&old)?;
     }
@@ -78,8 +87,10 @@ pub fn resolve(path: &Path) -> Result<PathBuf> {
 /// Reads a checkpoint's loop state (and so its recipe).
 pub fn read_state(dir: &Path) -> Result<LoopState> {
     let path = dir.join(STATE_FILE);
-    let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a valid checkpoint state", path.display()))
+    let text =
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a valid checkpoint state", path.display()))
 }
 
 /// Loads the checkpoint's weights (and parameter ids) into `model`; a model of another

@@ -264,7 +264,14 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
         None
     } else {
         let test_set = Arc::new(splits.test);
-        let report = evaluate(&model, test_set.clone(), transform, eval_batch(&config), config.data.workers, &device)?;
+        let report = evaluate(
+            &model,
+            test_set.clone(),
+            transform,
+            eval_batch(&config),
+            config.data.workers,
+            &device,
+        )?;
         metrics.write(&MetricLine {
             split: "test".into(),
             step: state.step,
@@ -304,5 +311,12 @@ fn validate(
     config: &Config,
     device: &Device,
 ) -> Result<EvalReport> {
-    evaluate(model, set.clone(), transform.clone(), eval_batch(config), config.data.workers, device)
+    evaluate(
+        model,
+        set.clone(),
+        transform.clone(),
+        eval_batch(config),
+        config.data.workers,
+        device,
+    )
 }

@@ -65,7 +65,9 @@ pub fn build(t: &TrainSection, model: &VisionTransformer) -> ModuleOptimizer {
                         dampening: 0.0,
                         nesterov: false,
                     }))
-                    .with_weight_decay((wd > 0.0).then(|| WeightDecayConfig { penalty: wd as f32 }))
+                    .with_weight_decay(
+                        (wd > 0.0).then_some(WeightDecayConfig { penalty: wd as f32 }),
+                    )
             };
             sgd(t.weight_decay)
                 .init()

@@ -16,7 +16,9 @@ pub fn lr_at(step: usize, total: usize, t: &TrainSection) -> f64 {
     match t.schedule {
         Schedule::Constant => t.lr,
         Schedule::Linear => t.lr - (t.lr - t.min_lr) * p,
-        Schedule::Cosine => t.min_lr + (t.lr - t.min_lr) * 0.5 * (1.0 + (std::f64::consts::PI * p).cos()),
+        Schedule::Cosine => {
+            t.min_lr + (t.lr - t.min_lr) * 0.5 * (1.0 + (std::f64::consts::PI * p).cos())
+        }
     }
 }
 
