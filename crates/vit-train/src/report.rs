@@ -9,6 +9,9 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
+use crate::eval::EvalReport;
+use crate::train::checkpoint::LoopState;
+
 /// One line of `metrics.jsonl`.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct MetricLine {
@@ -29,6 +32,24 @@ pub struct MetricLine {
     pub img_per_s: Option<f64>,
     /// Seconds since the run (or its resumption) started.
     pub time_s: f64,
+}
+
+impl MetricLine {
+    /// The line of an evaluation of `split` at the loop's current step.
+    pub fn eval(split: &str, state: &LoopState, report: &EvalReport, time_s: f64) -> Self {
+        Self {
+            split: split.into(),
+            step: state.step,
+            epoch: state.epoch,
+            loss: report.loss,
+            top1: Some(report.top1),
+            top5: Some(report.top5),
+            lr: None,
+            grad_norm: None,
+            img_per_s: None,
+            time_s,
+        }
+    }
 }
 
 /// Appends metric lines to `metrics.jsonl`.

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Tensor, TensorData};
 
 use crate::error::VitError;
@@ -57,53 +57,23 @@ impl PathTracker {
     }
 }
 
-/// Converts a tensor between Burn's layout and timm's.
-fn to_timm<const D: usize>(tensor: Tensor<D>, transpose: bool) -> TensorData {
-    let tensor = if transpose {
-        tensor.transpose()
-    } else {
-        tensor
-    };
-    tensor.into_data().convert::<f32>()
+/// One parameter as timm sees it.
+struct Entry {
+    id: ParamId,
+    /// Shape in timm's layout.
+    shape: Vec<usize>,
+    /// Values in timm's layout, when asked for.
+    data: Option<TensorData>,
 }
 
-struct Collector {
+/// Lists every parameter by timm key (with its values when `with_data`).
+struct Walk {
     path: PathTracker,
-    dict: StateDict,
+    with_data: bool,
+    entries: BTreeMap<String, Entry>,
 }
 
-impl ModuleVisitor for Collector {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.enter(name, container_type);
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.exit();
-    }
-
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let KeyMap { key, transpose } = self.path.key_map();
-        self.dict.insert(key, to_timm(param.val(), transpose));
-    }
-}
-
-/// The model's parameters as a timm state dict (timm names and layouts, f32).
-pub fn state_dict(model: &VisionTransformer) -> StateDict {
-    let mut collector = Collector {
-        path: PathTracker::default(),
-        dict: StateDict::new(),
-    };
-    model.visit(&mut collector);
-    collector.dict
-}
-
-/// Lists every parameter's timm key and expected timm-layout shape.
-struct Expected {
-    path: PathTracker,
-    shapes: BTreeMap<String, Vec<usize>>,
-}
-
-impl ModuleVisitor for Expected {
+impl ModuleVisitor for Walk {
     fn enter_module(&mut self, name: &str, container_type: &str) {
         self.path.enter(name, container_type);
     }
@@ -118,17 +88,41 @@ impl ModuleVisitor for Expected {
         if transpose {
             shape.reverse();
         }
-        self.shapes.insert(key, shape);
+        let data = self.with_data.then(|| {
+            let t = param.val();
+            let t = if transpose { t.transpose() } else { t };
+            t.into_data().convert::<f32>()
+        });
+        self.entries.insert(
+            key,
+            Entry {
+                id: param.id,
+                shape,
+                data,
+            },
+        );
     }
 }
 
-/// Replaces every parameter with its tensor from the (already checked) state dict.
-struct Applier {
-    path: PathTracker,
-    dict: StateDict,
+fn walk(model: &VisionTransformer, with_data: bool) -> BTreeMap<String, Entry> {
+    let mut w = Walk {
+        path: PathTracker::default(),
+        with_data,
+        entries: BTreeMap::new(),
+    };
+    model.visit(&mut w);
+    w.entries
 }
 
-impl ModuleMapper for Applier {
+/// Rewrites parameters by timm key: new values (timm layout) and/or new ids.
+#[derive(Default)]
+struct Rewrite {
+    path: PathTracker,
+    values: StateDict,
+    ids: BTreeMap<String, u64>,
+}
+
+impl ModuleMapper for Rewrite {
     fn enter_module(&mut self, name: &str, container_type: &str) {
         self.path.enter(name, container_type);
     }
@@ -139,21 +133,33 @@ impl ModuleMapper for Applier {
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let KeyMap { key, transpose } = self.path.key_map();
-        let data = self
-            .dict
-            .remove(&key)
-            .expect("keys were checked before applying");
-        let device = param.val().device();
+        let value = self.values.remove(&key);
+        let id = self.ids.get(&key).copied();
+        if value.is_none() && id.is_none() {
+            return param;
+        }
         let require_grad = param.is_require_grad();
-        let tensor = Tensor::<D>::from_data(data, &device);
-        let tensor = if transpose {
-            tensor.transpose()
-        } else {
-            tensor
+        let device = param.val().device();
+        let (old_id, old_value, mapper) = param.consume();
+        let value = match value {
+            Some(data) => {
+                let t = Tensor::<D>::from_data(data.convert::<f32>(), &device);
+                let t = if transpose { t.transpose() } else { t };
+                t.set_require_grad(require_grad)
+            }
+            None => old_value,
         };
-        let (id, _, mapper) = param.consume();
-        Param::from_mapped_value(id, tensor.set_require_grad(require_grad), mapper)
+        let id = id.map(ParamId::from).unwrap_or(old_id);
+        Param::from_mapped_value(id, value, mapper)
     }
+}
+
+/// The model's parameters as a timm state dict (timm names and layouts, f32).
+pub fn state_dict(model: &VisionTransformer) -> StateDict {
+    walk(model, true)
+        .into_iter()
+        .map(|(k, e)| (k, e.data.expect("walked with data")))
+        .collect()
 }
 
 /// Applies a timm state dict to the model, all or nothing: every missing key, unknown key
@@ -162,14 +168,9 @@ pub fn load_state_dict(
     model: VisionTransformer,
     dict: StateDict,
 ) -> Result<VisionTransformer, VitError> {
-    let mut expected = Expected {
-        path: PathTracker::default(),
-        shapes: BTreeMap::new(),
-    };
-    model.visit(&mut expected);
-
+    let expected = walk(&model, false);
     let mut problems = Vec::new();
-    for (key, shape) in &expected.shapes {
+    for (key, Entry { shape, .. }) in &expected {
         match dict.get(key) {
             None => problems.push(format!("missing key `{key}` (model expects {shape:?})")),
             Some(data) if data.shape().as_slice() != shape.as_slice() => problems.push(format!(
@@ -180,7 +181,7 @@ pub fn load_state_dict(
         }
     }
     for (key, data) in &dict {
-        if !expected.shapes.contains_key(key) {
+        if !expected.contains_key(key) {
             problems.push(format!(
                 "unknown key `{key}` (shape {:?}) not in the model",
                 data.shape().to_vec()
@@ -190,77 +191,25 @@ pub fn load_state_dict(
     if !problems.is_empty() {
         return Err(VitError::WeightsMismatch { problems });
     }
-
-    let dict = dict
-        .into_iter()
-        .map(|(k, v)| (k, v.convert::<f32>()))
-        .collect();
-    let mut applier = Applier {
-        path: PathTracker::default(),
-        dict,
-    };
-    Ok(model.map(&mut applier))
+    Ok(model.map(&mut Rewrite {
+        values: dict,
+        ..Default::default()
+    }))
 }
 
-struct IdCollector {
-    path: PathTracker,
-    ids: BTreeMap<String, u64>,
-}
-
-impl ModuleVisitor for IdCollector {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.enter(name, container_type);
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.exit();
-    }
-
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        self.ids.insert(self.path.key_map().key, param.id.val());
-    }
-}
-
-/// Each parameter's [`ParamId`](burn::module::ParamId) by timm key. Optimiser state is keyed
-/// by these ids, so a resumed run restores them with [`set_param_ids`].
+/// Each parameter's [`ParamId`] by timm key. Optimiser state is keyed by these ids, so a
+/// resumed run restores them with [`set_param_ids`].
 pub fn param_ids(model: &VisionTransformer) -> BTreeMap<String, u64> {
-    let mut c = IdCollector {
-        path: PathTracker::default(),
-        ids: BTreeMap::new(),
-    };
-    model.visit(&mut c);
-    c.ids
-}
-
-struct IdSetter {
-    path: PathTracker,
-    ids: BTreeMap<String, u64>,
-}
-
-impl ModuleMapper for IdSetter {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.enter(name, container_type);
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.exit();
-    }
-
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        match self.ids.get(&self.path.key_map().key) {
-            Some(&id) => {
-                let (_, value, mapper) = param.consume();
-                Param::from_mapped_value(burn::module::ParamId::from(id), value, mapper)
-            }
-            None => param,
-        }
-    }
+    walk(model, false)
+        .into_iter()
+        .map(|(k, e)| (k, e.id.val()))
+        .collect()
 }
 
 /// Gives parameters the ids of `ids` (by timm key), as [`param_ids`] recorded them.
 pub fn set_param_ids(model: VisionTransformer, ids: BTreeMap<String, u64>) -> VisionTransformer {
-    model.map(&mut IdSetter {
-        path: PathTracker::default(),
+    model.map(&mut Rewrite {
         ids,
+        ..Default::default()
     })
 }

@@ -234,18 +234,12 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
                     100.0 * report.top5,
                     started.elapsed().as_secs_f64()
                 ));
-                metrics.write(&MetricLine {
-                    split: "val".into(),
-                    step: state.step,
-                    epoch: state.epoch,
-                    loss: report.loss,
-                    top1: Some(report.top1),
-                    top5: Some(report.top5),
-                    lr: None,
-                    grad_norm: None,
-                    img_per_s: None,
-                    time_s: started.elapsed().as_secs_f64(),
-                })?;
+                metrics.write(&MetricLine::eval(
+                    "val",
+                    &state,
+                    &report,
+                    started.elapsed().as_secs_f64(),
+                ))?;
                 let ckpt = out.join("checkpoints");
                 checkpoint::save(&ckpt.join("last"), &model, &optim, &state)?;
                 if improved {
@@ -272,18 +266,12 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
             config.data.workers,
             &device,
         )?;
-        metrics.write(&MetricLine {
-            split: "test".into(),
-            step: state.step,
-            epoch: state.epoch,
-            loss: report.loss,
-            top1: Some(report.top1),
-            top5: Some(report.top5),
-            lr: None,
-            grad_norm: None,
-            img_per_s: None,
-            time_s: started.elapsed().as_secs_f64(),
-        })?;
+        metrics.write(&MetricLine::eval(
+            "test",
+            &state,
+            &report,
+            started.elapsed().as_secs_f64(),
+        ))?;
         Some(report)
     };
     let summary = Summary {
