@@ -62,7 +62,6 @@ pub fn device_from_name(name: &str) -> Result<Device, VitError> {
             available_devices().join(", ")
         )));
     }
-    let _ = index;
     Ok(make(base, index))
 }
 

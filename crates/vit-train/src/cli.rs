@@ -44,7 +44,8 @@ pub struct TrainArgs {
     /// Device: cpu (Flex), ndarray, wgpu, vulkan, metal, cuda[:N]. Overrides train.device.
     #[arg(long)]
     pub device: Option<String>,
-    /// Continue the run of this checkpoint (or run folder) exactly where it stopped.
+    /// Continue the run of this checkpoint (or run folder) exactly where it stopped, with the
+    /// recipe saved in it.
     #[arg(long)]
     pub resume: Option<PathBuf>,
 }

@@ -24,22 +24,26 @@ fn recipe(args: &RecipeArgs) -> Result<Config> {
 }
 
 fn run_train(args: TrainArgs) -> Result<()> {
-    let mut sets = args.recipe.sets.clone();
-    if let Some(d) = &args.device {
-        sets.push(format!("train.device=\"{d}\""));
-    }
-    let config = match (&args.resume, &args.recipe.config) {
-        (Some(_), None) => None,
-        _ => Some(recipe(&RecipeArgs {
-            config: args.recipe.config.clone(),
-            sets,
-        })?),
-    };
-    let config = match config {
-        Some(c) => c,
-        // Resuming without a recipe: the checkpoint carries its own.
+    let config = match &args.resume {
+        Some(run) => {
+            if args.recipe.config.is_some() || !args.recipe.sets.is_empty() || args.device.is_some()
+            {
+                bail!(
+                    "--resume continues a run with the recipe saved in its checkpoint; leave out \
+                     --config, --set and --device"
+                );
+            }
+            checkpoint::read_state(&checkpoint::resolve(run)?)?.config
+        }
         None => {
-            checkpoint::read_state(&checkpoint::resolve(args.resume.as_ref().unwrap())?)?.config
+            let mut sets = args.recipe.sets.clone();
+            if let Some(d) = &args.device {
+                sets.push(format!("train.device=\"{d}\""));
+            }
+            recipe(&RecipeArgs {
+                config: args.recipe.config.clone(),
+                sets,
+            })?
         }
     };
     let summary = train(

@@ -49,6 +49,13 @@ fn bad_recipes_fail_without_a_backtrace() {
     );
     let (ok, _, err) = vit_train(&["--config", path.to_str().unwrap(), "--device", "quantum"]);
     assert!(!ok && err.contains("unknown device `quantum`"), "{err}");
+    let (ok, _, err) = vit_train(&["--resume", dir.to_str().unwrap(), "--set", "train.lr=1"]);
+    assert!(
+        !ok && err.contains("leave out --config, --set and --device"),
+        "{err}"
+    );
+    let (ok, _, err) = vit_train(&["--resume", dir.to_str().unwrap()]);
+    assert!(!ok && err.contains("is not a checkpoint"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
