@@ -79,7 +79,7 @@ fn run_eval(args: EvalArgs) -> Result<()> {
         config.data.root = root.clone();
     }
     let device = device_from_name(args.device.as_deref().unwrap_or(&config.train.device))?;
-    let (model, _) = checkpoint::load_for_inference(&dir, &device)?;
+    let model = checkpoint::load_for_inference(&dir, &state, &device)?;
     let split = match args.split.as_str() {
         "test" => config.data.test.clone(),
         "train" => config.data.train.clone(),

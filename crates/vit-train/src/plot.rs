@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::report::read_metrics;
@@ -27,6 +28,33 @@ fn register_font() -> bool {
             })
         })
     })
+}
+
+type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+type Panel<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// One chart over `0..max_step`, with caption and axes when a font is available.
+fn panel<'a, 'b>(
+    area: &'a Area<'b>,
+    caption: &str,
+    labels: bool,
+    max_step: f64,
+    y: std::ops::Range<f64>,
+) -> Result<Panel<'a, 'b>> {
+    let mut builder = ChartBuilder::on(area);
+    builder.margin(15);
+    if labels {
+        builder
+            .caption(caption, ("sans-serif", 20))
+            .x_label_area_size(35)
+            .y_label_area_size(50);
+    }
+    let mut chart = builder.build_cartesian_2d(0.0..max_step, y)?;
+    if labels {
+        chart.configure_mesh().x_desc("step").draw()?;
+    }
+    Ok(chart)
 }
 
 /// Draws `curves.png` in a run folder from its `metrics.jsonl`.
@@ -59,18 +87,7 @@ pub fn plot_run(dir: &Path) -> Result<()> {
         .map(|p| p.1)
         .fold(0.0f64, f64::max)
         .max(1e-3);
-    let mut chart = ChartBuilder::on(&left);
-    chart.margin(15);
-    if labels {
-        chart
-            .caption("loss", ("sans-serif", 20))
-            .x_label_area_size(35)
-            .y_label_area_size(50);
-    }
-    let mut chart = chart.build_cartesian_2d(0.0..max_step, 0.0..max_loss * 1.05)?;
-    if labels {
-        chart.configure_mesh().x_desc("step").draw()?;
-    }
+    let mut chart = panel(&left, "loss", labels, max_step, 0.0..max_loss * 1.05)?;
     chart
         .draw_series(LineSeries::new(train_loss, &BLUE))?
         .label("train")
@@ -92,18 +109,13 @@ pub fn plot_run(dir: &Path) -> Result<()> {
         .map(|p| p.1)
         .fold(100.0f64, f64::min)
         .min(90.0);
-    let mut chart = ChartBuilder::on(&right);
-    chart.margin(15);
-    if labels {
-        chart
-            .caption("validation top-1 (%)", ("sans-serif", 20))
-            .x_label_area_size(35)
-            .y_label_area_size(50);
-    }
-    let mut chart = chart.build_cartesian_2d(0.0..max_step, (lo - 1.0).max(0.0)..100.0)?;
-    if labels {
-        chart.configure_mesh().x_desc("step").draw()?;
-    }
+    let mut chart = panel(
+        &right,
+        "validation top-1 (%)",
+        labels,
+        max_step,
+        (lo - 1.0).max(0.0)..100.0,
+    )?;
     chart.draw_series(LineSeries::new(val_acc.clone(), GREEN.stroke_width(2)))?;
     chart.draw_series(val_acc.iter().map(|&p| Circle::new(p, 3, GREEN.filled())))?;
     root.present()

@@ -38,7 +38,7 @@ pub fn predict(args: &PredictArgs) -> Result<Vec<Prediction>> {
         .clone()
         .unwrap_or(state.config.train.device.clone());
     let device = device_from_name(&device_name)?;
-    let (model, state) = checkpoint::load_for_inference(&dir, &device)?;
+    let model = checkpoint::load_for_inference(&dir, &state, &device)?;
     let model = model.valid();
     let c = &model.config;
     let shape = [c.in_channels, c.image_size[0], c.image_size[1]];

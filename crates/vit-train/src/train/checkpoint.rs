@@ -113,11 +113,13 @@ pub fn load_optimizer(dir: &Path, optim: ModuleOptimizer) -> Result<ModuleOptimi
         .map_err(|e| anyhow::anyhow!("cannot read optimizer state in {}: {e:?}", dir.display()))
 }
 
-/// Builds the checkpoint's model on `device` for evaluation or prediction.
-pub fn load_for_inference(path: &Path, device: &Device) -> Result<(VisionTransformer, LoopState)> {
-    let dir = resolve(path)?;
-    let state = read_state(&dir)?;
+/// Builds the model of a checkpoint (folder `dir`, its state already read) on `device`, for
+/// evaluation or prediction.
+pub fn load_for_inference(
+    dir: &Path,
+    state: &LoopState,
+    device: &Device,
+) -> Result<VisionTransformer> {
     let config = state.config.model.vit_config()?;
-    let model = load_model(&dir, config.try_init(device)?)?;
-    Ok((model, state))
+    load_model(dir, config.try_init(device)?)
 }
