@@ -91,11 +91,7 @@ fn run_eval(args: EvalArgs) -> Result<()> {
         other => bail!("--split {other}: expected test, val or train"),
     };
     let set = Arc::new(load_split(&config.data, &model.config, &split)?);
-    let transform = Arc::new(Transform {
-        augment: Default::default(),
-        mean: config.data.mean.clone(),
-        std: config.data.std.clone(),
-    });
+    let transform = Arc::new(Transform::evaluation(&config.data));
     let report = evaluate(
         &model,
         set.clone(),

@@ -46,11 +46,7 @@ pub fn predict(args: &PredictArgs) -> Result<Vec<Prediction>> {
         Some(names) => names.clone(),
         None => (0..c.num_classes).map(|i| i.to_string()).collect(),
     };
-    let transform = Transform {
-        augment: Default::default(),
-        mean: state.config.data.mean.clone(),
-        std: state.config.data.std.clone(),
-    };
+    let transform = Transform::evaluation(&state.config.data);
     let mut out = Vec::new();
     for path in &args.images {
         let px =

@@ -6,7 +6,7 @@
 use rand::Rng;
 use rand_distr::{Beta, Distribution};
 
-use crate::config::AugmentSection;
+use crate::config::{AugmentSection, DataSection};
 
 /// An image being transformed: `c` planes of `h` x `w`.
 #[derive(Clone, Debug)]
@@ -199,6 +199,23 @@ pub struct Transform {
 }
 
 impl Transform {
+    /// The recipe's training pipeline: its augmentations and normalisation.
+    pub fn training(data: &DataSection) -> Self {
+        Self {
+            augment: data.augment.clone(),
+            mean: data.mean.clone(),
+            std: data.std.clone(),
+        }
+    }
+
+    /// The recipe's evaluation pipeline: normalisation only.
+    pub fn evaluation(data: &DataSection) -> Self {
+        Self {
+            augment: AugmentSection::default(),
+            ..Self::training(data)
+        }
+    }
+
     /// Normalises in place: (x - mean) / std per channel.
     pub fn normalize(&self, img: &mut Image) {
         let n = img.h * img.w;

@@ -104,11 +104,7 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
 
     let (total, per_epoch) = step_counts(&config, splits.train.len())?;
     let stop = options.stop_after.unwrap_or(total).min(total);
-    let transform = Arc::new(Transform {
-        augment: config.data.augment.clone(),
-        mean: config.data.mean.clone(),
-        std: config.data.std.clone(),
-    });
+    let transform = Arc::new(Transform::training(&config.data));
     let train_set = Arc::new(splits.train);
     let val_set = Arc::new(splits.val);
     let classes = train_set.classes.len();
@@ -129,27 +125,21 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
     let mut last_val = None;
     let mut window = (Instant::now(), 0usize);
 
+    let per = train_set.shape.iter().product::<usize>();
+
     'epochs: while state.step < stop {
-        let batches = plan(
-            train_set.len(),
-            t.batch_size,
-            Mode::Train {
-                seed: t.seed,
-                epoch: state.epoch,
-                smoothing: t.label_smoothing,
-            },
-            true,
-        );
+        let mode = Mode::Train {
+            seed: t.seed,
+            epoch: state.epoch,
+            smoothing: t.label_smoothing,
+        };
+        let batches = plan(train_set.len(), t.batch_size, mode, true);
         let n_batches = batches.len();
         let loader = Loader::new(
             train_set.clone(),
             batches,
             state.batch_in_epoch,
-            Mode::Train {
-                seed: t.seed,
-                epoch: state.epoch,
-                smoothing: t.label_smoothing,
-            },
+            mode,
             transform.clone(),
             config.data.workers,
         );
@@ -159,7 +149,6 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
             ad.seed(mix_seed(&[t.seed, state.step as u64, 3]));
             let mut acc = GradientsAccumulator::new();
             let mut loss_sum = 0.0;
-            let per = train_set.shape.iter().product::<usize>();
             for m in 0..t.accum_steps {
                 let imgs = batch.images[m * micro * per..(m + 1) * micro * per].to_vec();
                 let tg = batch.targets[m * micro * classes..(m + 1) * micro * classes].to_vec();
