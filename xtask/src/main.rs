@@ -50,6 +50,15 @@ fn main() -> Result<()> {
                     out.as_os_str(),
                 ],
             )?;
+            // Foreign formats (timm .pth, JAX .npz, HF ViT / DINOv2), from case (a)'s weights.
+            python::run(
+                &python,
+                &[
+                    root.join("xtask/python/foreign_fixtures.py").as_os_str(),
+                    "--out".as_ref(),
+                    out.as_os_str(),
+                ],
+            )?;
             println!("fixtures written to {}", out.display());
             // vit-train's fixture: 1,000 real Fashion-MNIST images.
             data::fashion_mnist(&root)?;

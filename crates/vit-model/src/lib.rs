@@ -44,3 +44,4 @@ pub use device::{available_devices, device_from_name};
 pub use error::VitError;
 pub use pos_embed::{ResampleMode, resample_pos_embed};
 pub use vit::{VisionTransformer, VitOutput};
+pub use weights::{PretrainedOptions, WeightFormat, load_pretrained};
