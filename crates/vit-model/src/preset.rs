@@ -3,14 +3,17 @@
 use crate::config::VitConfig;
 use crate::error::VitError;
 
-/// One row of the paper's Table 1 (plus timm's Tiny): `(timm stem, patch, D, depth, heads, MLP)`.
+/// One row of the paper's Table 1 (plus timm's Tiny and the DINOv2 /14 shapes): `(timm stem, patch, D, depth, heads, MLP)`.
 const VARIANTS: &[(&str, usize, usize, usize, usize, usize)] = &[
     ("vit_tiny_patch16", 16, 192, 12, 3, 768),
     ("vit_small_patch16", 16, 384, 12, 6, 1536),
     ("vit_small_patch32", 32, 384, 12, 6, 1536),
+    // The DINOv2 backbones' shapes (ViT-S/14, ViT-B/14).
+    ("vit_small_patch14", 14, 384, 12, 6, 1536),
     ("vit_base_patch16", 16, 768, 12, 12, 3072),
     ("vit_base_patch32", 32, 768, 12, 12, 3072),
     ("vit_base_patch8", 8, 768, 12, 12, 3072),
+    ("vit_base_patch14", 14, 768, 12, 12, 3072),
     ("vit_large_patch16", 16, 1024, 24, 16, 4096),
     ("vit_large_patch32", 32, 1024, 24, 16, 4096),
     ("vit_large_patch14", 14, 1024, 24, 16, 4096),
