@@ -66,6 +66,17 @@ fn main() -> Result<()> {
                     out.as_os_str(),
                 ],
             )?;
+            // vit-train's transfer references (layer decay scales, predict logits).
+            python::run(
+                &python,
+                &[
+                    root.join("xtask/python/train_fixtures.py").as_os_str(),
+                    "--model-fixtures".as_ref(),
+                    out.as_os_str(),
+                    "--out".as_ref(),
+                    root.join("crates/vit-train/tests/fixtures").as_os_str(),
+                ],
+            )?;
             println!("fixtures written to {}", out.display());
             // vit-train's fixture: 1,000 real Fashion-MNIST images.
             data::fashion_mnist(&root)?;

@@ -20,8 +20,13 @@ pub enum Command {
     Train(TrainArgs),
     /// Evaluate a checkpoint: loss, top-1, top-5, per-class accuracy, confusion matrix.
     Eval(EvalArgs),
-    /// Classify image files with a checkpoint.
+    /// Fine-tune pretrained weights on a data set (the recipe's `[finetune]` section, or
+    /// --weights): new zero head, resampled position embeddings, the paper's SGD recipe.
+    Finetune(FinetuneArgs),
+    /// Classify image files with a checkpoint or with pretrained weights.
     Predict(PredictArgs),
+    /// Write a checkpoint's model as a timm-named safetensors file.
+    Export(ExportArgs),
     /// Show the model, data and schedule a recipe describes, without training.
     Info(RecipeArgs),
 }
@@ -70,9 +75,40 @@ pub struct EvalArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct PredictArgs {
-    /// Checkpoint folder (or a run folder).
+    /// Checkpoint folder (or a run folder) of a vit-train run.
+    #[arg(long, conflicts_with_all = ["weights", "model"], required_unless_present = "weights")]
+    pub checkpoint: Option<PathBuf>,
+    /// Pretrained weights instead of a checkpoint (timm safetensors / .pth, HF ViT / DINOv2,
+    /// JAX .npz); needs --model.
+    #[arg(long, requires = "model")]
+    pub weights: Option<PathBuf>,
+    /// Architecture of --weights: a preset name (e.g. vit_base_patch16_224), or a recipe
+    /// .toml whose [model] section describes it.
     #[arg(long)]
-    pub checkpoint: PathBuf,
+    pub model: Option<String>,
+    /// Force the format of --weights: timm, hf-vit, hf-dinov2 or jax (default: detect).
+    #[arg(long, requires = "weights")]
+    pub weights_format: Option<String>,
+    /// Input size HxW (or one number) for --weights, when not the preset's: position
+    /// embeddings are resampled on load.
+    #[arg(long, requires = "weights")]
+    pub image_size: Option<String>,
+    /// Position-embedding resampling for --image-size: timm, jax, hf, bilinear, nearest.
+    #[arg(long, default_value = "timm", requires = "weights")]
+    pub posemb_resample: String,
+    /// Per-channel mean for --weights (default timm's ViT 0.5,0.5,0.5).
+    #[arg(long, value_delimiter = ',', requires = "weights")]
+    pub mean: Option<Vec<f32>>,
+    /// Per-channel standard deviation for --weights (default 0.5,0.5,0.5).
+    #[arg(long, value_delimiter = ',', requires = "weights")]
+    pub std: Option<Vec<f32>>,
+    /// timm's crop_pct: images not of the input size are resized (bicubic) so that their
+    /// short side is size / crop_pct, then centre-cropped.
+    #[arg(long, default_value_t = 0.9)]
+    pub crop_pct: f64,
+    /// Class names, one per line, in class order (default: the class index).
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
     /// Image files.
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
@@ -82,6 +118,124 @@ pub struct PredictArgs {
     /// One JSON object per image and line.
     #[arg(long)]
     pub json: bool,
+    /// With --json: every class's logit too, in class order.
+    #[arg(long)]
+    pub logits: bool,
     #[arg(long)]
     pub device: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FinetuneArgs {
+    #[command(flatten)]
+    pub train: TrainArgs,
+    /// Pretrained weights (sets finetune.weights).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Force the weights' format: timm, hf-vit, hf-dinov2, jax (sets finetune.weights_format).
+    #[arg(long)]
+    pub weights_format: Option<String>,
+    /// Classes of the new head (sets model.num_classes).
+    #[arg(long)]
+    pub num_classes: Option<usize>,
+    /// Fine-tuning resolution HxW or one number (sets model.image_size).
+    #[arg(long)]
+    pub image_size: Option<String>,
+    /// Position-embedding resampling: timm, jax, hf, bilinear, nearest.
+    #[arg(long)]
+    pub posemb_resample: Option<String>,
+    /// Train only the new head (a linear probe).
+    #[arg(long)]
+    pub freeze_backbone: bool,
+    /// Data folder (sets data.root).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Peak learning rate (sets train.lr).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Images per optimiser step (sets train.batch_size).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Micro-batches accumulated per step (sets train.accum_steps).
+    #[arg(long)]
+    pub accum_steps: Option<usize>,
+    /// Passes over the training set (sets train.epochs).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Stop after this many steps (sets train.max_steps).
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    /// Warmup steps (sets train.warmup_steps).
+    #[arg(long)]
+    pub warmup_steps: Option<usize>,
+}
+
+impl FinetuneArgs {
+    /// The flags as `--set` overrides, after the user's own.
+    pub fn overrides(&self) -> Result<Vec<String>, String> {
+        let mut sets = self.train.recipe.sets.clone();
+        let quote = |p: &std::path::Path| format!("{:?}", p.display().to_string());
+        if let Some(w) = &self.weights {
+            sets.push(format!("finetune.weights={}", quote(w)));
+        }
+        if let Some(f) = &self.weights_format {
+            sets.push(format!("finetune.weights_format={f:?}"));
+        }
+        if let Some(m) = &self.posemb_resample {
+            sets.push(format!("finetune.posemb_resample={m:?}"));
+        }
+        if self.freeze_backbone {
+            sets.push("finetune.freeze_backbone=true".into());
+        }
+        if let Some(k) = self.num_classes {
+            sets.push(format!("model.num_classes={k}"));
+        }
+        if let Some(size) = &self.image_size {
+            let [h, w] = parse_size(size)?;
+            sets.push(format!("model.image_size=[{h}, {w}]"));
+        }
+        if let Some(d) = &self.data {
+            sets.push(format!("data.root={}", quote(d)));
+        }
+        for (key, value) in [
+            ("train.batch_size", self.batch_size),
+            ("train.accum_steps", self.accum_steps),
+            ("train.epochs", self.epochs),
+            ("train.max_steps", self.max_steps),
+            ("train.warmup_steps", self.warmup_steps),
+        ] {
+            if let Some(v) = value {
+                sets.push(format!("{key}={v}"));
+            }
+        }
+        if let Some(lr) = self.lr {
+            sets.push(format!("train.lr={lr:e}"));
+        }
+        Ok(sets)
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ExportArgs {
+    /// Checkpoint folder (or a run folder: its checkpoints/last).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Output file (.safetensors); never overwritten.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// `HxW` or one number for a square size.
+pub fn parse_size(s: &str) -> Result<[usize; 2], String> {
+    let bad = || format!("image size `{s}`: expected HxW (e.g. 112x112) or one number");
+    match s.split_once('x') {
+        Some((h, w)) => Ok([
+            h.trim().parse().map_err(|_| bad())?,
+            w.trim().parse().map_err(|_| bad())?,
+        ]),
+        None => {
+            let n = s.trim().parse().map_err(|_| bad())?;
+            Ok([n, n])
+        }
+    }
 }

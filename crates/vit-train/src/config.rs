@@ -1,11 +1,13 @@
-//! The TOML recipe: `[model]`, `[data]`, `[train]`, `[output]`. Unknown keys are rejected;
+//! The TOML recipe: `[model]`, `[data]`, `[train]`, `[output]`, and `[finetune]` to start
+//! from pretrained weights (which also switches the `[train]` defaults to the paper's
+//! fine-tuning recipe, [`FINETUNE_DEFAULTS`]). Unknown keys are rejected;
 //! errors name the file, the key and what was expected. `--set key=value` overrides any key.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
-use vit_model::{Pool, VitConfig};
+use vit_model::{Pool, ResampleMode, VitConfig, WeightFormat};
 
 /// A whole recipe.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -21,7 +23,66 @@ pub struct Config {
     /// Where results go.
     #[serde(default)]
     pub output: OutputSection,
+    /// Start from pretrained weights (fine-tuning); absent: train from scratch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finetune: Option<FinetuneSection>,
 }
+
+/// `[finetune]`: the pretrained checkpoint and how it is adapted (the paper's section 3.2).
+/// The checkpoint's head and pre-logits layer are dropped and a zero-initialised
+/// `Linear(D, model.num_classes)` attached; position embeddings are resampled to
+/// `model.image_size`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinetuneSection {
+    /// Pretrained checkpoint: timm safetensors / `.pth`, HF ViT / DINOv2, JAX `.npz`.
+    pub weights: PathBuf,
+    /// Force the checkpoint format (`timm`, `hf-vit`, `hf-dinov2`, `jax`); default: detect.
+    pub weights_format: Option<String>,
+    /// Position-embedding resampling: `timm` (default), `jax`, `hf`, `bilinear`, `nearest`.
+    #[serde(default = "default_resample")]
+    pub posemb_resample: String,
+    /// Train only the new head (a linear probe); the backbone stays as loaded.
+    #[serde(default)]
+    pub freeze_backbone: bool,
+}
+
+fn default_resample() -> String {
+    "timm".into()
+}
+
+impl FinetuneSection {
+    /// The forced format, if any.
+    pub fn format(&self) -> Result<Option<WeightFormat>> {
+        self.weights_format
+            .as_deref()
+            .map(|f| {
+                f.parse()
+                    .map_err(|e: String| anyhow::anyhow!("finetune.weights_format: {e}"))
+            })
+            .transpose()
+    }
+
+    /// The resampling mode.
+    pub fn resample(&self) -> Result<ResampleMode> {
+        self.posemb_resample
+            .parse()
+            .with_context(|| "finetune.posemb_resample".to_string())
+    }
+}
+
+/// `[train]` defaults of a recipe with a `[finetune]` section, for keys it does not set: the
+/// paper's fine-tuning recipe (SGD momentum 0.9, no weight decay, global-norm clipping at
+/// 1, linear warmup then cosine decay; vit_jax's defaults of 500 warmup steps and lr 0.03).
+pub const FINETUNE_DEFAULTS: &str = r#"
+optimizer = "sgd"
+momentum = 0.9
+weight_decay = 0.0
+clip_grad_norm = 1.0
+warmup_steps = 500
+schedule = "cosine"
+lr = 0.03
+"#;
 
 /// `[model]`: a preset and/or any [`VitConfig`] field; fields override the preset.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -90,6 +151,33 @@ impl ModelSection {
         c.validate().context("[model]")?;
         Ok(c)
     }
+
+    /// A section that describes exactly `c` (every field set), keeping the preset name for
+    /// readers. A fine-tuned run records the architecture it loaded this way.
+    pub fn exact(c: &VitConfig, preset: Option<String>) -> Self {
+        Self {
+            preset,
+            image_size: Some(c.image_size),
+            patch_size: Some(c.patch_size),
+            in_channels: Some(c.in_channels),
+            num_classes: Some(c.num_classes),
+            embed_dim: Some(c.embed_dim),
+            depth: Some(c.depth),
+            num_heads: Some(c.num_heads),
+            mlp_ratio: None,
+            mlp_dim: Some(c.mlp_hidden()),
+            qkv_bias: Some(c.qkv_bias),
+            pool: Some(c.pool),
+            class_token: Some(c.class_token),
+            fc_norm: Some(c.use_fc_norm()),
+            representation_size: c.representation_size,
+            drop_rate: Some(c.drop_rate),
+            attn_drop_rate: Some(c.attn_drop_rate),
+            drop_path_rate: Some(c.drop_path_rate),
+            layer_scale_init: c.layer_scale_init,
+            norm_eps: Some(c.norm_eps),
+        }
+    }
 }
 
 /// Data set file formats.
@@ -139,6 +227,15 @@ pub struct DataSection {
     pub val_fraction: f64,
     /// Use only the first N training images (after the validation split); for quick runs.
     pub train_limit: Option<usize>,
+    /// Use only the first N training images of each class (few-shot transfer).
+    pub train_per_class: Option<usize>,
+    /// Validate during training on the first N validation images only (the final test
+    /// evaluation still uses the whole test split).
+    pub val_limit: Option<usize>,
+    /// Resize in-memory images (bicubic) to `model.image_size` and repeat grayscale to 3
+    /// channels when the model has 3: a pretrained RGB model at its own resolution.
+    #[serde(default)]
+    pub resize: bool,
     /// Class names, in label order; image folders name their own.
     pub classes: Option<Vec<String>>,
     /// Per-channel mean of pixels scaled to [0, 1].
@@ -257,6 +354,10 @@ pub struct TrainSection {
     pub schedule: Schedule,
     /// Clip the global gradient norm (over all parameters) to this value.
     pub clip_grad_norm: Option<f64>,
+    /// Layer-wise learning-rate decay (timm's `param_groups_layer_decay`, BEiT): block `i`
+    /// (from 0) of `L` gets `lr * layer_decay^(L - i)`, the stem `lr * layer_decay^(L + 1)`,
+    /// the final norm as the last block, the head `lr`.
+    pub layer_decay: Option<f64>,
     /// Label smoothing.
     pub label_smoothing: f64,
     /// Seed of init, shuffling, augmentation and dropout.
@@ -285,6 +386,7 @@ impl Default for TrainSection {
             warmup_steps: 0,
             schedule: Schedule::Cosine,
             clip_grad_norm: Some(1.0),
+            layer_decay: None,
             label_smoothing: 0.0,
             seed: 42,
             eval_every: 0,
@@ -318,6 +420,18 @@ impl Config {
             .with_context(|| format!("{} is not valid TOML", path.display()))?;
         for item in overrides {
             apply_override(&mut value, item).with_context(|| format!("--set {item}"))?;
+        }
+        if value.contains_key("finetune") {
+            let train = value
+                .entry("train")
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let Some(train) = train.as_table_mut() {
+                let defaults: toml::Table =
+                    toml::from_str(FINETUNE_DEFAULTS).expect("valid defaults");
+                for (k, v) in defaults {
+                    train.entry(k).or_insert(v);
+                }
+            }
         }
         let config = Self::from_table(value)
             .with_context(|| format!("invalid config {}", path.display()))?;
@@ -366,6 +480,15 @@ impl Config {
                 "train.label_smoothing must be in [0, 1), got {}",
                 t.label_smoothing
             );
+        }
+        if let Some(d) = t.layer_decay
+            && !(d > 0.0 && d <= 1.0)
+        {
+            bail!("train.layer_decay must be in (0, 1], got {d}");
+        }
+        if let Some(f) = &self.finetune {
+            f.format()?;
+            f.resample()?;
         }
         if !(0.0..1.0).contains(&self.data.val_fraction) {
             bail!(

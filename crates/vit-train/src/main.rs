@@ -9,7 +9,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use vit_model::device_from_name;
-use vit_train::cli::{Cli, Command, EvalArgs, RecipeArgs, TrainArgs};
+use vit_model::weights::save_safetensors;
+use vit_train::cli::{Cli, Command, EvalArgs, ExportArgs, FinetuneArgs, RecipeArgs, TrainArgs};
 use vit_train::config::Config;
 use vit_train::data::load_split;
 use vit_train::data::transforms::Transform;
@@ -23,7 +24,29 @@ fn recipe(args: &RecipeArgs) -> Result<Config> {
     Config::load(path, &args.sets)
 }
 
-fn run_train(args: TrainArgs) -> Result<()> {
+fn run_finetune(args: FinetuneArgs) -> Result<()> {
+    let mut train = args.train.clone();
+    if train.resume.is_none() {
+        train.recipe.sets = args.overrides().map_err(anyhow::Error::msg)?;
+    }
+    run_train(train, true)
+}
+
+fn run_export(args: ExportArgs) -> Result<()> {
+    let dir = checkpoint::resolve(&args.checkpoint)?;
+    let state = checkpoint::read_state(&dir)?;
+    let model = checkpoint::load_for_inference(&dir, &state, &device_from_name("cpu")?)?;
+    save_safetensors(&model, &args.out)?;
+    println!(
+        "{} -> {} (timm names and layouts, {} tensors)",
+        dir.display(),
+        args.out.display(),
+        vit_model::weights::state_dict(&model).len()
+    );
+    Ok(())
+}
+
+fn run_train(args: TrainArgs, finetune: bool) -> Result<()> {
     let config = match &args.resume {
         Some(run) => {
             if args.recipe.config.is_some() || !args.recipe.sets.is_empty() || args.device.is_some()
@@ -46,6 +69,12 @@ fn run_train(args: TrainArgs) -> Result<()> {
             })?
         }
     };
+    if finetune && config.finetune.is_none() {
+        bail!(
+            "finetune needs pretrained weights: pass --weights FILE or add a [finetune] section \
+             with `weights = \"...\"` to the recipe"
+        );
+    }
     let summary = train(
         config,
         RunOptions {
@@ -116,13 +145,21 @@ fn run_eval(args: EvalArgs) -> Result<()> {
 fn run() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        None => run_train(cli.train),
-        Some(Command::Train(args)) => run_train(args),
+        None => run_train(cli.train, false),
+        Some(Command::Train(args)) => run_train(args, false),
+        Some(Command::Finetune(args)) => run_finetune(args),
+        Some(Command::Export(args)) => run_export(args),
         Some(Command::Eval(args)) => run_eval(args),
         Some(Command::Predict(args)) => {
             for p in vit_train::predict::predict(&args)? {
                 if args.json {
                     println!("{}", serde_json::to_string(&p)?);
+                } else if let Some(logits) = &p.logits {
+                    println!("{}", p.path.display());
+                    for s in &p.top_k {
+                        println!("  {:>6.2}%  {} ({})", 100.0 * s.prob, s.label, s.index);
+                    }
+                    println!("  logits: {logits:?}");
                 } else {
                     println!("{}", p.path.display());
                     for s in &p.top_k {

@@ -61,12 +61,12 @@ mod tests {
 
     #[test]
     fn permute_matches_numpy() {
-        // np.arange(24).reshape(2, 3, 4).transpose(2, 0, 1)[1, 1, 2] == 17
+        // np.arange(24).reshape(2, 3, 4).transpose(2, 0, 1)[1, 1, 2] == 21
         let t = TensorData::new((0..24).map(|v| v as f32).collect::<Vec<_>>(), [2, 3, 4]);
         let p = permute(&t, &[2, 0, 1]);
         assert_eq!(p.shape().to_vec(), vec![4, 2, 3]);
         let v = p.try_into_vec::<f32>().unwrap();
-        assert_eq!(v[6 + 3 + 2], 17.0);
+        assert_eq!(v[6 + 3 + 2], 21.0);
         assert_eq!(&v[..6], &[0.0, 4.0, 8.0, 12.0, 16.0, 20.0]);
     }
 }

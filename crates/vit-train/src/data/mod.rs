@@ -160,10 +160,16 @@ fn class_names(data: &DataSection, model: &VitConfig) -> Result<Vec<String>> {
     }
 }
 
-/// Loads one split by name (IDX prefix, image-folder subfolder, or `train`/`test` for CIFAR).
+/// Loads one split by name (IDX prefix, image-folder subfolder, or `train`/`test` for CIFAR),
+/// fitted to the model's input (see [`fit`]).
 pub fn load_split(data: &DataSection, model: &VitConfig, split: &str) -> Result<ImageSet> {
+    fit(load_raw(data, model, split)?, data, model)
+}
+
+/// One split as stored.
+fn load_raw(data: &DataSection, model: &VitConfig, split: &str) -> Result<ImageSet> {
     let classes = class_names(data, model)?;
-    let set = match data.format {
+    Ok(match data.format {
         DataFormat::Idx => idx::load(&data.root, split, classes)?,
         DataFormat::Cifar10 | DataFormat::Cifar100 => {
             let train = split == data.train;
@@ -191,26 +197,64 @@ pub fn load_split(data: &DataSection, model: &VitConfig, split: &str) -> Result<
             }
             set
         }
-    };
+    })
+}
+
+/// Checks that a set's images have the model's input shape; with `data.resize`, in-memory
+/// images are resized (bicubic) and grayscale ones repeated to 3 channels to fit it, as a
+/// pretrained RGB model at another resolution needs.
+pub fn fit(set: ImageSet, data: &DataSection, model: &VitConfig) -> Result<ImageSet> {
     let want = [model.in_channels, model.image_size[0], model.image_size[1]];
-    if set.shape != want {
-        bail!(
-            "{}: images are {:?} (channels, height, width) but the model expects {want:?}; set \
-             model.image_size / model.in_channels to match",
-            data.root.display(),
-            set.shape
-        );
+    if set.shape == want {
+        return Ok(set);
     }
-    Ok(set)
+    let convertible = set.shape[0] == want[0] || (set.shape[0] == 1 && want[0] == 3);
+    if let (true, true, Pixels::Memory(px)) = (data.resize, convertible, &set.pixels) {
+        let per = set.shape.iter().product::<usize>();
+        let mut out = Vec::with_capacity(set.len() * want.iter().product::<usize>());
+        for img in px.chunks_exact(per) {
+            out.extend(resize_chw(img, set.shape, want));
+        }
+        return ImageSet::new(out, set.labels, want, set.classes);
+    }
+    bail!(
+        "{}: images are {:?} (channels, height, width) but the model expects {want:?}; set \
+         model.image_size / model.in_channels to match, or data.resize = true",
+        data.root.display(),
+        set.shape
+    )
+}
+
+/// One CHW u8 image resized to `to` (bicubic), a single channel repeated when `to` has 3.
+fn resize_chw(px: &[u8], from: [usize; 3], to: [usize; 3]) -> Vec<u8> {
+    use image::imageops::{FilterType, resize};
+    use image::{ImageBuffer, Luma};
+    let [c, h, w] = from;
+    let plane = h * w;
+    let mut out = Vec::with_capacity(to.iter().product());
+    let mut planes = Vec::with_capacity(c);
+    for ch in 0..c {
+        let buf: ImageBuffer<Luma<u8>, Vec<u8>> = ImageBuffer::from_raw(
+            w as u32,
+            h as u32,
+            px[ch * plane..(ch + 1) * plane].to_vec(),
+        )
+        .expect("plane size");
+        planes.push(resize(&buf, to[2] as u32, to[1] as u32, FilterType::CatmullRom).into_raw());
+    }
+    for ch in 0..to[0] {
+        out.extend_from_slice(&planes[ch % c]);
+    }
+    out
 }
 
 /// Loads train, validation (separate split, a seeded fraction of train, or else the test set)
 /// and test.
 pub fn load_splits(data: &DataSection, model: &VitConfig, seed: u64) -> Result<Splits> {
-    let mut train = load_split(data, model, &data.train)?;
-    let test = load_split(data, model, &data.test)?;
-    let val = if let Some(v) = &data.val {
-        load_split(data, model, v)?
+    let mut train = load_raw(data, model, &data.train)?;
+    let test = load_raw(data, model, &data.test)?;
+    let mut val = if let Some(v) = &data.val {
+        load_raw(data, model, v)?
     } else if data.val_fraction > 0.0 {
         let mut idx: Vec<usize> = (0..train.len()).collect();
         idx.shuffle(&mut StdRng::seed_from_u64(seed.wrapping_add(0x5eed)));
@@ -221,9 +265,32 @@ pub fn load_splits(data: &DataSection, model: &VitConfig, seed: u64) -> Result<S
     } else {
         test.clone()
     };
+    if let Some(n) = data.train_per_class {
+        // The first n images of each class, in file order.
+        let mut seen = vec![0usize; train.classes.len().max(1)];
+        let keep: Vec<usize> = (0..train.len())
+            .filter(|&i| {
+                let c = train.labels[i] as usize;
+                let take = seen.get(c).is_some_and(|&s| s < n);
+                if take {
+                    seen[c] += 1;
+                }
+                take
+            })
+            .collect();
+        train = train.subset(&keep);
+    }
     if let Some(n) = data.train_limit {
         let n = n.min(train.len());
         train = train.subset(&(0..n).collect::<Vec<_>>());
     }
-    Ok(Splits { train, val, test })
+    if let Some(n) = data.val_limit {
+        let n = n.min(val.len());
+        val = val.subset(&(0..n).collect::<Vec<_>>());
+    }
+    Ok(Splits {
+        train: fit(train, data, model)?,
+        val: fit(val, data, model)?,
+        test: fit(test, data, model)?,
+    })
 }

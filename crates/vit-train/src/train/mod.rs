@@ -13,9 +13,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
-use vit_model::device_from_name;
+use vit_model::{PretrainedOptions, device_from_name, load_pretrained};
 
-use crate::config::Config;
+use crate::config::{Config, ModelSection};
 use crate::data::loader::{Loader, Mode, mix_seed, plan};
 use crate::data::transforms::Transform;
 use crate::data::{ImageSet, load_splits};
@@ -82,18 +82,36 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
             out.display()
         );
     }
-    std::fs::write(out.join("config.toml"), toml::to_string_pretty(&config)?)?;
-
     let ad = device.clone().autodiff();
     ad.seed(t.seed);
-    let mut model = vit.try_init(&ad)?;
-    if let Some(dir) = &resume_dir {
-        model = checkpoint::load_model(dir, model)?;
+    let mut config = config;
+    let mut model = match (&resume_dir, &config.finetune) {
+        (Some(dir), _) => checkpoint::load_model(dir, vit.try_init(&ad)?)?,
+        (None, Some(ft)) => {
+            let options = PretrainedOptions {
+                format: ft.format()?,
+                resample: ft.resample()?,
+                new_head: Some(vit.num_classes),
+            };
+            let model = load_pretrained(&vit, &ft.weights, &options, &ad)
+                .with_context(|| "finetune.weights".to_string())?;
+            // Record the architecture as loaded (LayerScale, qkv bias, epsilon come from the
+            // checkpoint), so that resume, eval and predict rebuild exactly this model.
+            config.model = ModelSection::exact(&model.config, config.model.preset.clone());
+            model
+        }
+        (None, None) => vit.try_init(&ad)?,
+    };
+    if config.finetune.as_ref().is_some_and(|f| f.freeze_backbone) {
+        model = optim::freeze_backbone(model);
     }
+    let vit = model.config.clone();
+    std::fs::write(out.join("config.toml"), toml::to_string_pretty(&config)?)?;
     let mut optim = optim::build(&t, &model);
     if let Some(dir) = &resume_dir {
         optim = checkpoint::load_optimizer(dir, optim)?;
     }
+    let layer_decay = t.layer_decay.map(|d| optim::LayerDecay::new(&model, d));
     let mut state = state.unwrap_or(LoopState {
         step: 0,
         epoch: 0,
@@ -175,7 +193,10 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
                 Some(max) => clip::clip_global_norm(&model, &mut grads, max),
                 None => clip::global_norm(&model, &grads),
             };
-            model = optim.step(lr, model, grads);
+            model = match &layer_decay {
+                Some(decay) => optim.step(decay.at(lr), model, grads),
+                None => optim.step(lr, model, grads),
+            };
             state.step += 1;
             state.batch_in_epoch += 1;
             losses.push(loss_sum);

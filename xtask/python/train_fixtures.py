@@ -1,0 +1,58 @@
+"""Fixtures of vit-train's transfer tests, from timm: layer-wise LR decay scales
+(timm.optim.param_groups_layer_decay) for a model with a final norm and one with fc_norm, and
+timm's logits for a PNG image predicted with pretrained weights.
+
+Run through `cargo xtask fixtures`, after fixtures.py (it reuses case (a)'s timm weights).
+"""
+import argparse
+import json
+import os
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from timm.models.vision_transformer import VisionTransformer
+from timm.optim._param_groups import param_groups_layer_decay
+
+
+def layer_scales(model, decay):
+    groups = param_groups_layer_decay(model, weight_decay=0.05, layer_decay=decay)
+    names = {id(p): n for n, p in model.named_parameters()}
+    return {names[id(p)]: g["lr_scale"] for g in groups for p in g["params"]}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model-fixtures", required=True)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    torch.set_num_threads(1)
+
+    token = VisionTransformer(img_size=32, patch_size=8, in_chans=3, num_classes=10, embed_dim=48,
+                              depth=2, num_heads=3, mlp_ratio=4.0, qkv_bias=True, global_pool="token")
+    mean = VisionTransformer(img_size=(48, 64), patch_size=(16, 8), in_chans=3, num_classes=7, embed_dim=32,
+                             depth=2, num_heads=4, mlp_ratio=3.0, qkv_bias=True, global_pool="avg",
+                             class_token=False, init_values=1e-5)
+    scales = {"token_32": layer_scales(token, 0.75), "mean_48x64": layer_scales(mean, 0.75)}
+    with open(os.path.join(args.out, "layer_decay.json"), "w") as f:
+        json.dump(scales, f, indent=1, sort_keys=True)
+    print(f"layer decay: {sum(len(v) for v in scales.values())} parameter scales")
+
+    # predict --weights: an RGB PNG of the model's input size is used as is.
+    token.load_state_dict(load_file(os.path.join(args.model_fixtures, "token_32.model.safetensors")))
+    token.eval()
+    rng = np.random.default_rng(5)
+    png = rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+    Image.fromarray(png).save(os.path.join(args.out, "predict_32.png"))
+    x = torch.from_numpy(png).permute(2, 0, 1).float().div(255).sub(0.5).div(0.5)[None]
+    with torch.no_grad():
+        logits = token(x)[0].tolist()
+    with open(os.path.join(args.out, "predict_32.json"), "w") as f:
+        json.dump({"logits": logits, "mean": 0.5, "std": 0.5}, f, indent=1)
+    print("predict: timm logits for predict_32.png")
+
+
+if __name__ == "__main__":
+    main()
