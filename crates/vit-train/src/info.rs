@@ -77,6 +77,24 @@ pub fn describe(config: &Config) -> Result<String> {
     if t.warmup_steps > 0 {
         s += &format!("  lr at step 1: {:e}\n", lr_at(0, t.warmup_steps + 1, t));
     }
+    if let Some(d) = t.layer_decay {
+        s += &format!("  layer-wise lr decay {d}\n");
+    }
+    if let Some(f) = &config.finetune {
+        s += &format!(
+            "finetune: from {} (format {}), new zero head of {} classes, position embeddings \
+             resampled with `{}`{}\n",
+            f.weights.display(),
+            f.weights_format.as_deref().unwrap_or("detected"),
+            config.model.vit_config()?.num_classes,
+            f.posemb_resample,
+            if f.freeze_backbone {
+                ", backbone frozen (linear probe)"
+            } else {
+                ""
+            }
+        );
+    }
     s += &format!("output: {}\n", config.output.dir.display());
     Ok(s)
 }

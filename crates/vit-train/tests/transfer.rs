@@ -325,3 +325,30 @@ fn predict_with_weights_matches_timm() {
     let got: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(got["top_k"].as_array().unwrap().len(), 5);
 }
+
+#[test]
+fn shipped_finetune_recipes_parse() {
+    for (name, expect) in [
+        (
+            "finetune-b16-384.toml",
+            "new zero head of 1000 classes, position embeddings resampled with `jax`",
+        ),
+        (
+            "finetune-fashion-mnist-dinov2.toml",
+            "new zero head of 10 classes",
+        ),
+        ("scratch-fashion-mnist-vits14.toml", "tokens 37"),
+    ] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../configs")
+            .join(name);
+        let (ok, out, err) = vit_train(&["info", "--config", path.to_str().unwrap()]);
+        assert!(ok, "{name}: {err}");
+        assert!(out.contains(expect), "{name}: {out}");
+    }
+    // The paper's fine-tuning recipe at 384: 24x24 patches + class token.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/finetune-b16-384.toml");
+    let config = Config::load(&path, &[]).unwrap();
+    assert_eq!(config.model.vit_config().unwrap().seq_len(), 577);
+    assert_eq!(config.train.optimizer, OptimizerKind::Sgd);
+}

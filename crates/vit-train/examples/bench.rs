@@ -1,0 +1,171 @@
+//! One benchmark case of `cargo xtask bench`, on our side: prints one JSON line with the
+//! median step time, images/s and the process's peak resident memory.
+//!
+//! `bench CASE [--steps N] [--warmup N] [--device cpu]`, CASE one of `cifar-train`,
+//! `cifar-infer`, `ti16-train`, `ti16-infer`, `b16-infer`, `gemm`. Each case runs in its own
+//! process so that its peak memory is its own. Training steps are forward, backward and an
+//! AdamW step (PyTorch's defaults) on random data; inference is a forward pass without
+//! autodiff. The global allocator is mimalloc, as in the `vit-train` binary.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::tensor::{Distribution, Int, Tensor};
+use vit_model::{VitConfig, device_from_name};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// (model, batch, train?) of a case.
+fn case(name: &str) -> Result<Option<(VitConfig, usize, bool)>> {
+    let cifar = VitConfig::new()
+        .with_image_size([32, 32])
+        .with_patch_size([4, 4])
+        .with_num_classes(10)
+        .with_embed_dim(192)
+        .with_depth(6)
+        .with_num_heads(3)
+        .with_mlp_dim(Some(768));
+    let ti16 = VitConfig::preset("vit_tiny_patch16_224")?;
+    let b16 = VitConfig::preset("vit_base_patch16_224")?;
+    Ok(Some(match name {
+        "cifar-train" => (cifar, 128, true),
+        "cifar-infer" => (cifar, 128, false),
+        "ti16-train" => (ti16, 32, true),
+        "ti16-infer" => (ti16, 32, false),
+        "b16-infer" => (b16, 8, false),
+        "gemm" => return Ok(None),
+        other => bail!(
+            "unknown case `{other}`; expected cifar-train, cifar-infer, ti16-train, ti16-infer, \
+             b16-infer or gemm"
+        ),
+    }))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Peak resident set size of this process, from /proc (0 where unavailable).
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// Times `step` `warmup + steps` times; returns the median of the timed ones (seconds).
+fn time(warmup: usize, steps: usize, mut step: impl FnMut()) -> f64 {
+    for _ in 0..warmup {
+        step();
+    }
+    median(
+        (0..steps)
+            .map(|_| {
+                let t = Instant::now();
+                step();
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let name = args
+        .first()
+        .context("usage: bench CASE [--steps N] [--warmup N] [--device D]")?;
+    let flag = |f: &str| {
+        args.iter()
+            .position(|a| a == f)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let steps: usize = flag("--steps").map_or(Ok(10), |s| s.parse())?;
+    let warmup: usize = flag("--warmup").map_or(Ok(2), |s| s.parse())?;
+    let device_name = flag("--device").unwrap_or_else(|| "cpu".into());
+    let device = device_from_name(&device_name)?;
+
+    let (seconds, images, gflop) = match case(name)? {
+        None => {
+            let n = 2048;
+            let a = Tensor::<2>::random([n, n], Distribution::Default, &device);
+            let b = Tensor::<2>::random([n, n], Distribution::Default, &device);
+            let s = time(warmup, steps, || {
+                let c = a.clone().matmul(b.clone());
+                let _ = c.into_data();
+            });
+            (s, 0, 2.0 * (n as f64).powi(3) / 1e9)
+        }
+        Some((config, batch, train)) => {
+            let per_image = config.flops_per_image() as f64 / 1e9;
+            let shape = [
+                batch,
+                config.in_channels,
+                config.image_size[0],
+                config.image_size[1],
+            ];
+            let classes = config.num_classes;
+            if train {
+                let ad = device.clone().autodiff();
+                let mut model = Some(config.init(&ad));
+                let mut optim = AdamWConfig::new().with_epsilon(1e-8).init();
+                let x = Tensor::<4>::random(shape, Distribution::Default, &ad);
+                let y = Tensor::<1, Int>::from_data(
+                    (0..batch as i64)
+                        .map(|i| i % classes as i64)
+                        .collect::<Vec<_>>()
+                        .as_slice(),
+                    &ad,
+                );
+                let s = time(warmup, steps, || {
+                    let m = model.take().expect("model");
+                    let logits = m.forward(x.clone()).expect("input fits");
+                    let loss = burn::nn::loss::CrossEntropyLossConfig::new()
+                        .init(&ad)
+                        .forward(logits, y.clone());
+                    let grads = GradientsParams::from_grads(loss.backward(), &m);
+                    let m = optim.step(1e-4, m, grads);
+                    // Wait for the update (lazy backends).
+                    let _ = m
+                        .head
+                        .as_ref()
+                        .map(|h| h.bias.as_ref().map(|b| b.val().into_data()));
+                    model = Some(m);
+                });
+                // forward + backward ~ 3x the forward FLOPs.
+                (s, batch, 3.0 * per_image * batch as f64)
+            } else {
+                let model = config.init(&device.clone().autodiff()).valid();
+                let x = Tensor::<4>::random(shape, Distribution::Default, &device);
+                let s = time(warmup, steps, || {
+                    let _ = model.forward(x.clone()).expect("input fits").into_data();
+                });
+                (s, batch, per_image * batch as f64)
+            }
+        }
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "{}",
+        serde_json::json!({
+            "side": "vit",
+            "backend": device_name,
+            "case": name,
+            "seconds": seconds,
+            "img_s": if images > 0 { images as f64 / seconds } else { 0.0 },
+            "gflop_s": gflop / seconds,
+            "peak_rss_mib": peak_rss_mib(),
+            "threads": threads,
+            "steps": steps,
+        })
+    );
+    Ok(())
+}

@@ -1,0 +1,92 @@
+"""PyTorch + timm side of `cargo xtask bench`: one case per process, one JSON line out.
+
+Same shapes as crates/vit-train/examples/bench.rs: fp32, torch.set_num_threads(--threads),
+training = forward + cross-entropy backward + torch.optim.AdamW step (model.train(), no
+dropout in these models), inference = model.eval() under torch.inference_mode(); warm-up
+steps, then the median of the timed ones.
+"""
+import argparse
+import json
+import resource
+import time
+
+import timm
+import torch
+import torch.nn.functional as F
+from timm.models.vision_transformer import VisionTransformer
+
+CASES = {
+    "cifar-train": ("cifar", 128, True),
+    "cifar-infer": ("cifar", 128, False),
+    "ti16-train": ("vit_tiny_patch16_224", 32, True),
+    "ti16-infer": ("vit_tiny_patch16_224", 32, False),
+    "b16-infer": ("vit_base_patch16_224", 8, False),
+}
+
+
+def model(name):
+    if name == "cifar":
+        return VisionTransformer(img_size=32, patch_size=4, num_classes=10, embed_dim=192, depth=6,
+                                 num_heads=3, mlp_ratio=4.0), (3, 32, 32)
+    return timm.create_model(name, pretrained=False), (3, 224, 224)
+
+
+def timed(warmup, steps, fn):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("case")
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, required=True)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    images = 0
+    if args.case == "gemm":
+        n = 2048
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        s = timed(args.warmup, args.steps, lambda: torch.mm(a, b))
+        gflop = 2 * n ** 3 / 1e9
+    else:
+        name, batch, train = CASES[args.case]
+        m, shape = model(name)
+        x = torch.randn(batch, *shape)
+        images = batch
+        if train:
+            m.train()
+            y = torch.arange(batch) % m.num_classes
+            opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
+
+            def step():
+                opt.zero_grad(set_to_none=True)
+                F.cross_entropy(m(x), y).backward()
+                opt.step()
+            s = timed(args.warmup, args.steps, step)
+        else:
+            m.eval()
+
+            def step():
+                with torch.inference_mode():
+                    m(x)
+            s = timed(args.warmup, args.steps, step)
+        gflop = 0.0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"side": "torch", "backend": f"torch {torch.__version__}", "case": args.case,
+                      "seconds": s, "img_s": images / s if images else 0.0,
+                      "gflop_s": gflop / s if gflop else 0.0, "peak_rss_mib": rss,
+                      "threads": args.threads, "steps": args.steps, "timm": timm.__version__}))
+
+
+if __name__ == "__main__":
+    main()

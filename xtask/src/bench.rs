@@ -1,0 +1,172 @@
+//! `cargo xtask bench`: our models and PyTorch + timm on the same machine, in the same run,
+//! case by case interleaved (the machine is noisy), each case in its own process (so its
+//! peak memory is its own). Prints a table and writes it into BENCHMARKS.md.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use crate::python;
+
+pub const CASES: [&str; 6] = [
+    "gemm",
+    "cifar-train",
+    "cifar-infer",
+    "ti16-train",
+    "ti16-infer",
+    "b16-infer",
+];
+
+const BEGIN: &str = "<!-- cargo xtask bench: begin -->";
+const END: &str = "<!-- cargo xtask bench: end -->";
+
+fn json_line(out: std::process::Output, what: &str) -> Result<Value> {
+    if !out.status.success() {
+        bail!("{what} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .with_context(|| format!("{what} printed no JSON line:\n{text}"))?;
+    Ok(serde_json::from_str(line)?)
+}
+
+fn cpu_model() -> String {
+    fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// Runs the benchmark (`steps` timed steps per case, `cases` a subset or all) and records it.
+pub fn bench(root: &Path, steps: usize, cases: &[String]) -> Result<()> {
+    let cases: Vec<&str> = if cases.is_empty() {
+        CASES.to_vec()
+    } else {
+        cases.iter().map(String::as_str).collect()
+    };
+    let python = python::venv(root)?;
+    let status = Command::new(env!("CARGO"))
+        .current_dir(root)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "vit-train",
+            "--example",
+            "bench",
+        ])
+        .status()?;
+    if !status.success() {
+        bail!("building the bench example failed");
+    }
+    let ours = root.join("target/release/examples/bench");
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let steps_s = steps.to_string();
+    let mut rows = Vec::new();
+    for case in &cases {
+        eprintln!("bench {case}: vit ...");
+        let a = json_line(
+            Command::new(&ours)
+                .args([case, "--steps", &steps_s])
+                .env("BURN_DEVICE", "flex")
+                .output()?,
+            &format!("vit {case}"),
+        )?;
+        eprintln!("bench {case}: torch ...");
+        let b = json_line(
+            Command::new(&python)
+                .arg(root.join("xtask/python/bench_torch.py"))
+                .args([case, "--steps", &steps_s, "--threads", &threads.to_string()])
+                .output()?,
+            &format!("torch {case}"),
+        )?;
+        rows.push((case.to_string(), a, b));
+    }
+    let table = render(&rows, threads, steps);
+    println!("{table}");
+    record(root, &table)
+}
+
+fn f(v: &Value, k: &str) -> f64 {
+    v[k].as_f64().unwrap_or(0.0)
+}
+
+fn render(rows: &[(String, Value, Value)], threads: usize, steps: usize) -> String {
+    let torch = rows
+        .first()
+        .map(|r| r.2["backend"].as_str().unwrap_or("torch").to_string())
+        .unwrap_or_default();
+    let timm = rows
+        .first()
+        .and_then(|r| r.2["timm"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    let gemm = rows.iter().find(|r| r.0 == "gemm");
+    let (gemm_ours, gemm_torch) =
+        gemm.map_or((0.0, 0.0), |r| (f(&r.1, "gflop_s"), f(&r.2, "gflop_s")));
+    let mut s = format!(
+        "Machine: {} ({threads} threads used by both sides), {}; vit: Burn 0.22 Flex \
+         (simd + rayon, mimalloc); {torch}, timm {timm}, fp32, torch.set_num_threads({threads}). \
+         Median of {steps} steps after 2 warm-up steps.\n\n\
+         | case | vit | PyTorch | vit / PyTorch | vit peak RSS | PyTorch peak RSS | vit GFLOP/s (of its GEMM) | PyTorch GFLOP/s (of its GEMM) |\n\
+         |---|---|---|---|---|---|---|---|\n",
+        cpu_model(),
+        std::env::consts::ARCH,
+    );
+    for (case, a, b) in rows {
+        let (unit, va, vb) = if case == "gemm" {
+            ("GFLOP/s", f(a, "gflop_s"), f(b, "gflop_s"))
+        } else {
+            ("img/s", f(a, "img_s"), f(b, "img_s"))
+        };
+        // Same shapes on both sides: PyTorch's GFLOP/s is our FLOP count over its time.
+        let flop = f(a, "gflop_s") * f(a, "seconds");
+        let tg = if case == "gemm" {
+            vb
+        } else {
+            flop / f(b, "seconds").max(1e-12)
+        };
+        let pct = |g: f64, base: f64| if base > 0.0 { 100.0 * g / base } else { 0.0 };
+        s += &format!(
+            "| {case} | {va:.1} {unit} | {vb:.1} {unit} | {:.2}x | {:.0} MiB | {:.0} MiB | {:.1} ({:.0}%) | {:.1} ({:.0}%) |\n",
+            va / vb.max(1e-12),
+            f(a, "peak_rss_mib"),
+            f(b, "peak_rss_mib"),
+            f(a, "gflop_s"),
+            pct(f(a, "gflop_s"), gemm_ours),
+            tg,
+            pct(tg, gemm_torch),
+        );
+    }
+    s
+}
+
+/// Replaces the table between the markers in BENCHMARKS.md (adds the section if missing).
+fn record(root: &Path, table: &str) -> Result<()> {
+    let path = root.join("BENCHMARKS.md");
+    let text = fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+    let date = Command::new("date")
+        .arg("+%Y-%m-%d %H:%M %Z")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let block = format!("{BEGIN}\nLast `cargo xtask bench` run: {date}.\n\n{table}{END}");
+    let new = match (text.find(BEGIN), text.find(END)) {
+        (Some(a), Some(b)) if a < b => format!("{}{block}{}", &text[..a], &text[b + END.len()..]),
+        _ => format!("{text}\n## vit vs PyTorch + timm (`cargo xtask bench`)\n\n{block}\n"),
+    };
+    fs::write(&path, new)?;
+    println!("table written to {}", path.display());
+    Ok(())
+}
