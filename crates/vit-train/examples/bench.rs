@@ -5,7 +5,8 @@
 //! `cifar-infer`, `ti16-train`, `ti16-infer`, `b16-infer`, `gemm`. Each case runs in its own
 //! process so that its peak memory is its own. Training steps are forward, backward and an
 //! AdamW step (PyTorch's defaults) on random data; inference is a forward pass without
-//! autodiff. The global allocator is mimalloc, as in the `vit-train` binary.
+//! autodiff. The allocator is the `vit-train` binary's (mimalloc, configured by
+//! `vit_train::alloc`).
 
 use std::time::Instant;
 
@@ -14,9 +15,6 @@ use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Distribution, Int, Tensor};
 use vit_model::{VitConfig, device_from_name};
-
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// (model, batch, train?) of a case.
 fn case(name: &str) -> Result<Option<(VitConfig, usize, bool)>> {
@@ -78,6 +76,8 @@ fn time(warmup: usize, steps: usize, mut step: impl FnMut()) -> f64 {
 }
 
 fn main() -> Result<()> {
+    // The allocator settings of the vit-train binary (mimalloc keeping freed memory).
+    vit_train::alloc::configure();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let name = args
         .first()

@@ -1,6 +1,7 @@
 //! vit-train: data sets, augmentation, the training loop, evaluation and prediction for the
 //! Vision Transformers of `vit-model`; the `vit-train` binary is a thin CLI over this.
 
+pub mod alloc;
 pub mod cli;
 pub mod config;
 pub mod data;

@@ -1,9 +1,5 @@
 use std::process::ExitCode;
 
-// Burn's CPU backend allocates large fresh buffers every op; mimalloc reuses them instead of
-// returning them to the kernel (page faults), measured faster than the system allocator.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
@@ -178,6 +174,8 @@ fn run() -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    // mimalloc (the global allocator, from the library) keeps freed memory: see alloc.rs.
+    vit_train::alloc::configure();
     if cfg!(feature = "flex") && std::env::var_os("BURN_DEVICE").is_none() {
         // Burn loads optimizer state onto Device::default(), which prefers a GPU backend when
         // one is compiled in (and panics when it has no adapter); the state moves to the
