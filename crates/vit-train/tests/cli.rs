@@ -2,21 +2,7 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
-
-fn vit_train(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_vit-train"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[test]
 fn info_shows_timm_param_count_for_b16() {

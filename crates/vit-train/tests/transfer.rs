@@ -7,7 +7,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use burn::tensor::{Device, Tensor};
 use common::*;
@@ -27,18 +26,6 @@ fn train_fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name)
-}
-
-fn vit_train(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_vit-train"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// timm case (a)'s architecture (3 channels, patch 8, D 48, 2 blocks, 3 heads).
@@ -218,6 +205,53 @@ fn finetune_uses_the_paper_recipe_and_exports_to_timm_names() {
         out.to_str().unwrap(),
     ]);
     assert!(!ok && err.contains("already exists"), "{err}");
+}
+
+#[test]
+fn finetune_resumes_with_the_architecture_it_loaded() {
+    let dir = temp_dir("finetune-resume");
+    let recipe = finetune_recipe(&dir, "");
+    let config = Config::load(&recipe, &[]).unwrap();
+    let straight = train(
+        config.clone(),
+        RunOptions {
+            skip_test: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    // Same recipe in another folder: stop after one step, then --resume.
+    let config = Config::load(
+        &recipe,
+        &[format!("output.dir=\"{}\"", dir.join("run2").display())],
+    )
+    .unwrap();
+    train(
+        config.clone(),
+        RunOptions {
+            stop_after: Some(1),
+            skip_test: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let saved = checkpoint::read_state(&checkpoint::resolve(&dir.join("run2")).unwrap()).unwrap();
+    // The run recorded the architecture as loaded (the 5x5 grid), not the weights path alone.
+    assert_eq!(saved.config.model.image_size, Some([40, 40]));
+    assert_eq!(saved.config.model.qkv_bias, Some(true));
+    let resumed = train(
+        config,
+        RunOptions {
+            resume: Some(dir.join("run2")),
+            skip_test: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(resumed.steps, 3);
+    for (a, b) in resumed.losses.iter().zip(&straight.losses[1..]) {
+        assert!((a - b).abs() < 1e-5, "resumed {a} vs straight {b}");
+    }
 }
 
 #[test]

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use vit_train::config::Config;
 
@@ -74,4 +75,17 @@ pub fn recipe(dir: &Path, sets: &[&str]) -> (PathBuf, Config) {
     let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
     let config = Config::load(&path, &sets).unwrap();
     (path, config)
+}
+
+/// Runs the `vit-train` binary: (success, stdout, stderr).
+pub fn vit_train(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vit-train"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
