@@ -68,26 +68,25 @@ pub fn bench(root: &Path, steps: usize, cases: &[String], backends: &[String]) -
         cases.iter().map(String::as_str).collect()
     };
     let python = python::venv(root)?;
-    let status = Command::new(env!("CARGO"))
-        .current_dir(root)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "vit-train",
-            "--example",
-            "bench",
-        ])
-        .args(if features.is_empty() {
-            vec![]
-        } else {
-            vec!["--features".to_string(), features.join(",")]
-        })
-        .status()?;
-    if !status.success() {
-        bail!("building the bench example failed");
-    }
+    python::check(
+        Command::new(env!("CARGO"))
+            .current_dir(root)
+            .args([
+                "build",
+                "--release",
+                "--quiet",
+                "-p",
+                "vit-train",
+                "--example",
+                "bench",
+            ])
+            .args(if features.is_empty() {
+                vec![]
+            } else {
+                vec!["--features".to_string(), features.join(",")]
+            }),
+    )
+    .context("building the bench example failed")?;
     let ours = root.join("target/release/examples/bench");
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let steps_s = steps.to_string();

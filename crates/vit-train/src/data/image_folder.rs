@@ -3,27 +3,37 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use image::DynamicImage;
 use image::imageops::FilterType;
 
 use super::ImageSet;
 use crate::config::OnBadImage;
 
+/// Opens and decodes an image file.
+pub fn open(path: &Path) -> Result<DynamicImage> {
+    image::open(path).with_context(|| format!("cannot decode image {}", path.display()))
+}
+
 /// Decodes one image file to `channels` (1: luma, 3: RGB; alpha dropped) at `[h, w]`, CHW u8.
 pub fn decode(path: &Path, channels: usize, size: [usize; 2]) -> Result<Vec<u8>> {
-    let img =
-        image::open(path).with_context(|| format!("cannot decode image {}", path.display()))?;
+    let img = open(path)?;
     let [h, w] = size;
     let img = if (img.height() as usize, img.width() as usize) != (h, w) {
         img.resize_exact(w as u32, h as u32, FilterType::Triangle)
     } else {
         img
     };
+    to_chw(&img, channels)
+}
+
+/// An image's pixels as CHW u8 in `channels` (1: luma, 3: RGB; alpha dropped).
+pub fn to_chw(img: &DynamicImage, channels: usize) -> Result<Vec<u8>> {
     Ok(match channels {
         1 => img.to_luma8().into_raw(),
         3 => {
             let rgb = img.to_rgb8().into_raw();
             let mut chw = vec![0u8; rgb.len()];
-            let n = h * w;
+            let n = rgb.len() / 3;
             for (p, px) in rgb.chunks_exact(3).enumerate() {
                 for c in 0..3 {
                     chw[c * n + p] = px[c];
@@ -31,7 +41,7 @@ pub fn decode(path: &Path, channels: usize, size: [usize; 2]) -> Result<Vec<u8>>
             }
             chw
         }
-        c => bail!("image folders support 1 or 3 input channels, the model has {c}"),
+        c => bail!("images are read as 1 or 3 channels, the model has {c}"),
     })
 }
 

@@ -85,7 +85,6 @@ pub fn build(t: &TrainSection, model: &VisionTransformer) -> ModuleOptimizer {
 struct Layers {
     path: Vec<String>,
     depth: usize,
-    last: usize,
     found: Vec<(String, ParamId, usize)>,
 }
 
@@ -106,9 +105,9 @@ impl ModuleVisitor for Layers {
                 .path
                 .get(1)
                 .and_then(|i| i.parse::<usize>().ok())
-                .map_or(self.last, |i| i + 1),
+                .map_or(self.depth + 1, |i| i + 1),
             "norm" => self.depth,
-            _ => self.last,
+            _ => self.depth + 1,
         };
         self.found.push((self.path.join("."), param.id, layer));
     }
@@ -118,17 +117,15 @@ impl ModuleVisitor for Layers {
 /// (Burn's module path): `decay^(depth + 1 - layer)`, so the head trains at the full rate.
 pub fn layer_scales(model: &VisionTransformer, decay: f64) -> Vec<(String, ParamId, f64)> {
     let depth = model.blocks.len();
-    let last = depth + 1;
     let mut v = Layers {
         path: Vec::new(),
         depth,
-        last,
         found: Vec::new(),
     };
     model.visit(&mut v);
     v.found
         .into_iter()
-        .map(|(path, id, layer)| (path, id, decay.powi((last - layer.min(last)) as i32)))
+        .map(|(path, id, layer)| (path, id, decay.powi((depth + 1 - layer) as i32)))
         .collect()
 }
 
