@@ -2,10 +2,11 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
-use burn::tensor::activation::softmax;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor};
+
+use crate::fused;
 
 /// A Linear with xavier-uniform weights and zero bias (the JAX init of every dense layer).
 pub(crate) fn xavier_linear(d_in: usize, d_out: usize, bias: bool, device: &Device) -> Linear {
@@ -55,9 +56,10 @@ impl Attention {
     /// Self-attention over a token sequence; with `return_weights`, also the attention
     /// weights (after softmax, before attention dropout).
     ///
-    /// Burn's fused attention op is used when the weights are not asked for and no attention
-    /// dropout can apply; otherwise the explicit softmax(QK^T / sqrt(Dh)) V. Both give the same
-    /// numbers (a test checks it).
+    /// At inference without the weights, Burn's fused attention op; otherwise (training, or the
+    /// weights asked for) the explicit softmax(QK^T / sqrt(Dh)) V with the fused, scaled softmax
+    /// of [`crate::fused`] and its one-pass gradient (Burn's attention under autodiff decomposes
+    /// into single-threaded passes). Both give the same numbers (a test checks it).
     ///
     /// # Shapes
     /// - x: `[B, S, D]`
@@ -79,12 +81,9 @@ impl Attention {
             parts.next().unwrap(),
         );
 
-        let dropout_active = self.attn_drop.prob > 0.0
-            && self.attn_drop.training.is_enabled()
-            && q.device().is_autodiff();
-        let (out, weights) = if return_weights || dropout_active {
+        let (out, weights) = if return_weights || q.device().is_autodiff() {
             let scale = (dh as f64).powf(-0.5);
-            let weights = softmax(q.matmul(k.swap_dims(2, 3)) * scale, 3);
+            let weights = fused::scaled_softmax(q.matmul(k.swap_dims(2, 3)), scale);
             let out = self.attn_drop.forward(weights.clone()).matmul(v);
             (out, return_weights.then_some(weights))
         } else {

@@ -1,7 +1,6 @@
 //! The pre-norm transformer encoder block (paper eqs. 2-3).
 
 use burn::module::Module;
-use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::tensor::{Device, Tensor};
 
 use crate::attention::Attention;
@@ -9,6 +8,7 @@ use crate::config::VitConfig;
 use crate::drop_path::DropPath;
 use crate::layer_scale::LayerScale;
 use crate::mlp::Mlp;
+use crate::norm::LayerNorm;
 
 /// timm's `Block`: `x = x + drop_path(ls1(attn(norm1(x))))`, then the same with the MLP.
 #[derive(Module, Debug)]
@@ -33,11 +33,7 @@ impl Block {
     /// Builds a block of `config` with stochastic-depth rate `drop_path`.
     pub fn new(config: &VitConfig, drop_path: f64, device: &Device) -> Self {
         let d = config.embed_dim;
-        let norm = || {
-            LayerNormConfig::new(d)
-                .with_epsilon(config.norm_eps)
-                .init(device)
-        };
+        let norm = || LayerNorm::new(d, config.norm_eps, device);
         let ls = || {
             config
                 .layer_scale_init

@@ -1,17 +1,17 @@
 //! The transformer block's MLP: Linear -> GELU -> dropout -> Linear -> dropout.
 
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, Gelu, Initializer, Linear};
+use burn::nn::{Dropout, DropoutConfig, Initializer, Linear};
 use burn::tensor::{Device, Tensor};
 
 use crate::attention::xavier_linear;
+use crate::fused;
 
 /// timm's `Mlp` (`fc1`, `fc2`).
 #[derive(Module, Debug)]
 pub struct Mlp {
     /// Linear(D -> M).
     pub fc1: Linear,
-    act: Gelu,
     drop1: Dropout,
     /// Linear(M -> D).
     pub fc2: Linear,
@@ -31,7 +31,6 @@ impl Mlp {
         fc2.bias = Some(tiny_bias.init([dim], device));
         Self {
             fc1,
-            act: Gelu::new(),
             drop1: DropoutConfig::new(drop).init(),
             fc2,
             drop2: DropoutConfig::new(drop).init(),
@@ -42,7 +41,7 @@ impl Mlp {
     /// - x: `[B, S, D]`
     /// - output: `[B, S, D]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let x = self.drop1.forward(self.act.forward(self.fc1.forward(x)));
+        let x = self.drop1.forward(fused::gelu(self.fc1.forward(x)));
         self.drop2.forward(self.fc2.forward(x))
     }
 }

@@ -1,7 +1,7 @@
 //! The Vision Transformer (paper eqs. 1-4).
 
 use burn::module::{Module, Param};
-use burn::nn::{Dropout, DropoutConfig, Initializer, LayerNorm, LayerNormConfig, Linear};
+use burn::nn::{Dropout, DropoutConfig, Initializer, Linear};
 use burn::tensor::activation::tanh;
 use burn::tensor::{Device, Tensor};
 
@@ -9,6 +9,7 @@ use crate::attention::xavier_linear;
 use crate::block::Block;
 use crate::config::{Pool, VitConfig};
 use crate::error::VitError;
+use crate::norm::LayerNorm;
 use crate::patch_embed::PatchEmbed;
 use crate::pos_embed::{ResampleMode, resample_pos_embed};
 
@@ -74,11 +75,7 @@ impl VitConfig {
     pub fn try_init(&self, device: &Device) -> Result<VisionTransformer, VitError> {
         self.validate()?;
         let d = self.embed_dim;
-        let norm = || {
-            LayerNormConfig::new(d)
-                .with_epsilon(self.norm_eps)
-                .init(device)
-        };
+        let norm = || LayerNorm::new(d, self.norm_eps, device);
         let blocks = (0..self.depth)
             .map(|i| {
                 // Stochastic depth rises linearly from 0 (first block) to the rate (last).

@@ -1,0 +1,145 @@
+//! The fused ops under Burn's autodiff: the forward runs the inner backend's kernel, the
+//! backward its hand-written gradient kernel (one node each, where Burn's decompositions of
+//! LayerNorm and softmax record eight to ten).
+
+use burn::backend::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::{Backend, tensor::FloatTensor};
+
+use super::VitOps;
+
+impl<B: Backend + VitOps, C: CheckpointStrategy> VitOps for Autodiff<B, C> {
+    fn vit_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct Gelu;
+
+        impl<B: Backend + VitOps> Backward<B, 1> for Gelu {
+            type State = B::FloatTensorPrimitive;
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let x = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+                    B::vit_gelu_backward(x, grad)
+                });
+            }
+        }
+
+        match Gelu.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let input = x.primitive().clone();
+                prep.finish(input.clone(), B::vit_gelu(input))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::vit_gelu(x.into_primitive())),
+        }
+    }
+
+    fn vit_gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        super::gelu_backward_composed::<Self>(x, grad)
+    }
+
+    fn vit_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct LayerNorm;
+
+        impl<B: Backend + VitOps> Backward<B, 3> for LayerNorm {
+            /// Input, gamma, epsilon.
+            type State = (B::FloatTensorPrimitive, B::FloatTensorPrimitive, f64);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let [node_x, node_gamma, node_beta] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x, gamma, eps) = ops.state;
+                let (dx, dgamma, dbeta) = B::vit_layer_norm_backward(x, gamma, grad, eps);
+                for (node, g) in [(node_x, dx), (node_gamma, dgamma), (node_beta, dbeta)] {
+                    if let Some(node) = node {
+                        grads.register::<B>(node.id, g);
+                    }
+                }
+            }
+        }
+
+        match LayerNorm
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (input, g) = (x.primitive().clone(), gamma.primitive().clone());
+                let output =
+                    B::vit_layer_norm(input.clone(), g.clone(), beta.into_primitive(), eps);
+                prep.finish((input, g, eps), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::vit_layer_norm(
+                x.into_primitive(),
+                gamma.into_primitive(),
+                beta.into_primitive(),
+                eps,
+            )),
+        }
+    }
+
+    fn vit_layer_norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        eps: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        super::layer_norm_backward_composed::<Self>(x, gamma, grad, eps)
+    }
+
+    fn vit_softmax(x: FloatTensor<Self>, scale: f64) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct Softmax;
+
+        impl<B: Backend + VitOps> Backward<B, 1> for Softmax {
+            /// Output, scale.
+            type State = (B::FloatTensorPrimitive, f64);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let (y, scale) = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+                    B::vit_softmax_backward(y, grad, scale)
+                });
+            }
+        }
+
+        match Softmax.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let y = B::vit_softmax(x.primitive().clone(), scale);
+                prep.finish((y.clone(), scale), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::vit_softmax(x.into_primitive(), scale)),
+        }
+    }
+
+    fn vit_softmax_backward(
+        y: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self> {
+        super::softmax_backward_composed::<Self>(y, grad, scale)
+    }
+}

@@ -1,0 +1,345 @@
+//! The fused kernels on Burn's Flex (CPU) backend: one pass over rows, split across rayon's
+//! threads, each chunk compiled for the widest SIMD the CPU has.
+//!
+//! Flex runs GELU and its gradient one scalar `erff` at a time on one thread, and under autodiff
+//! Burn decomposes LayerNorm and softmax into eight to ten single-threaded passes each way; these
+//! were the largest costs after the matmuls in a training step's profile (BENCHMARKS.md).
+
+use burn::backend::Flex;
+use burn::backend::TensorMetadata;
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::tensor::{Bytes, DType, Shape};
+use rayon::prelude::*;
+
+use super::VitOps;
+use super::math;
+
+/// Elements per rayon task: large enough to amortise the task, small enough to balance.
+const CHUNK: usize = 16 * 1024;
+
+impl VitOps for Flex {
+    fn vit_gelu(x: FlexTensor) -> FlexTensor {
+        if x.dtype() != DType::F32 {
+            return super::gelu_composed::<Flex>(x);
+        }
+        let (shape, x) = contiguous(x);
+        let mut out = vec![0.0f32; shape.num_elements()];
+        out.par_chunks_mut(CHUNK)
+            .zip(f32s(&x).par_chunks(CHUNK))
+            .for_each(|(o, i)| {
+                simd(
+                    #[inline(always)]
+                    || {
+                        for (o, &v) in o.iter_mut().zip(i) {
+                            *o = math::gelu(v);
+                        }
+                    },
+                )
+            });
+        tensor(out, shape)
+    }
+
+    fn vit_gelu_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        if x.dtype() != DType::F32 || grad.dtype() != DType::F32 {
+            return super::gelu_backward_composed::<Flex>(x, grad);
+        }
+        let (shape, x) = contiguous(x);
+        let (_, grad) = contiguous(grad);
+        let mut out = vec![0.0f32; shape.num_elements()];
+        out.par_chunks_mut(CHUNK)
+            .zip(
+                f32s(&x)
+                    .par_chunks(CHUNK)
+                    .zip(f32s(&grad).par_chunks(CHUNK)),
+            )
+            .for_each(|(o, (x, g))| {
+                simd(
+                    #[inline(always)]
+                    || {
+                        for ((o, &x), &g) in o.iter_mut().zip(x).zip(g) {
+                            *o = g * math::gelu_grad(x);
+                        }
+                    },
+                )
+            });
+        tensor(out, shape)
+    }
+
+    fn vit_layer_norm(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, eps: f64) -> FlexTensor {
+        if [x.dtype(), gamma.dtype(), beta.dtype()] != [DType::F32; 3] {
+            return super::layer_norm_composed::<Flex>(x, gamma, beta, eps);
+        }
+        let (shape, x) = contiguous(x);
+        let (_, gamma) = contiguous(gamma);
+        let (_, beta) = contiguous(beta);
+        let (gamma, beta) = (f32s(&gamma), f32s(&beta));
+        let d = gamma.len();
+        let rows = rows_per_task(d);
+        let eps = eps as f32;
+        let mut out = vec![0.0f32; shape.num_elements()];
+        out.par_chunks_mut(rows * d)
+            .zip(f32s(&x).par_chunks(rows * d))
+            .for_each(|(o, i)| {
+                simd(
+                    #[inline(always)]
+                    || {
+                        for (o, x) in o.chunks_exact_mut(d).zip(i.chunks_exact(d)) {
+                            let (mean, rstd) = moments(x, eps);
+                            for (((o, &x), &g), &b) in o.iter_mut().zip(x).zip(gamma).zip(beta) {
+                                *o = (x - mean) * rstd * g + b;
+                            }
+                        }
+                    },
+                )
+            });
+        tensor(out, shape)
+    }
+
+    fn vit_layer_norm_backward(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        grad: FlexTensor,
+        eps: f64,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        if [x.dtype(), gamma.dtype(), grad.dtype()] != [DType::F32; 3] {
+            return super::layer_norm_backward_composed::<Flex>(x, gamma, grad, eps);
+        }
+        let (shape, x) = contiguous(x);
+        let (gamma_shape, gamma) = contiguous(gamma);
+        let (_, grad) = contiguous(grad);
+        let gamma = f32s(&gamma);
+        let d = gamma.len();
+        let rows = rows_per_task(d);
+        let eps = eps as f32;
+        let mut dx = vec![0.0f32; shape.num_elements()];
+        // Each task returns its rows' partial dgamma and dbeta; summed after.
+        let (dgamma, dbeta) = dx
+            .par_chunks_mut(rows * d)
+            .zip(
+                f32s(&x)
+                    .par_chunks(rows * d)
+                    .zip(f32s(&grad).par_chunks(rows * d)),
+            )
+            .map(|(dx, (x, dy))| {
+                let mut dgamma = vec![0.0f32; d];
+                let mut dbeta = vec![0.0f32; d];
+                simd(
+                    #[inline(always)]
+                    || {
+                        let inv_d = 1.0 / d as f32;
+                        for ((dx, x), dy) in dx
+                            .chunks_exact_mut(d)
+                            .zip(x.chunks_exact(d))
+                            .zip(dy.chunks_exact(d))
+                        {
+                            let (mean, rstd) = moments(x, eps);
+                            // a = mean(dy * gamma), b = mean(dy * gamma * xhat)
+                            let a = sum3(x, dy, gamma, |_, dy, g| dy * g) * inv_d;
+                            let b =
+                                sum3(x, dy, gamma, |x, dy, g| dy * g * (x - mean) * rstd) * inv_d;
+                            let rows = dx.iter_mut().zip(x).zip(dy).zip(gamma);
+                            let params = dgamma.iter_mut().zip(dbeta.iter_mut());
+                            for ((((dx, &x), &dy), &g), (dg, db)) in rows.zip(params) {
+                                let xhat = (x - mean) * rstd;
+                                *dx = rstd * (dy * g - a - xhat * b);
+                                *dg += dy * xhat;
+                                *db += dy;
+                            }
+                        }
+                    },
+                );
+                (dgamma, dbeta)
+            })
+            .reduce(
+                || (vec![0.0f32; d], vec![0.0f32; d]),
+                |(mut ga, mut ba), (gb, bb)| {
+                    ga.iter_mut().zip(&gb).for_each(|(a, b)| *a += b);
+                    ba.iter_mut().zip(&bb).for_each(|(a, b)| *a += b);
+                    (ga, ba)
+                },
+            );
+        (
+            tensor(dx, shape),
+            tensor(dgamma, gamma_shape.clone()),
+            tensor(dbeta, gamma_shape),
+        )
+    }
+
+    fn vit_softmax(x: FlexTensor, scale: f64) -> FlexTensor {
+        if x.dtype() != DType::F32 {
+            return super::softmax_composed::<Flex>(x, scale);
+        }
+        let (shape, x) = contiguous(x);
+        let d = shape[shape.num_dims() - 1];
+        let rows = rows_per_task(d);
+        let scale = scale as f32;
+        let mut out = vec![0.0f32; shape.num_elements()];
+        out.par_chunks_mut(rows * d)
+            .zip(f32s(&x).par_chunks(rows * d))
+            .for_each(|(o, i)| {
+                simd(
+                    #[inline(always)]
+                    || {
+                        for (o, x) in o.chunks_exact_mut(d).zip(i.chunks_exact(d)) {
+                            // max(x * scale) = max(x) * scale exactly (rounding is monotone).
+                            let max = row_max(x) * scale;
+                            for (o, &v) in o.iter_mut().zip(x) {
+                                *o = math::exp(v * scale - max);
+                            }
+                            let inv = 1.0 / sum3(o, o, o, |v, _, _| v);
+                            o.iter_mut().for_each(|o| *o *= inv);
+                        }
+                    },
+                )
+            });
+        tensor(out, shape)
+    }
+
+    fn vit_softmax_backward(y: FlexTensor, grad: FlexTensor, scale: f64) -> FlexTensor {
+        if y.dtype() != DType::F32 || grad.dtype() != DType::F32 {
+            return super::softmax_backward_composed::<Flex>(y, grad, scale);
+        }
+        let (shape, y) = contiguous(y);
+        let (_, grad) = contiguous(grad);
+        let d = shape[shape.num_dims() - 1];
+        let rows = rows_per_task(d);
+        let scale = scale as f32;
+        let mut out = vec![0.0f32; shape.num_elements()];
+        out.par_chunks_mut(rows * d)
+            .zip(
+                f32s(&y)
+                    .par_chunks(rows * d)
+                    .zip(f32s(&grad).par_chunks(rows * d)),
+            )
+            .for_each(|(o, (y, g))| {
+                simd(
+                    #[inline(always)]
+                    || {
+                        for ((o, y), g) in o
+                            .chunks_exact_mut(d)
+                            .zip(y.chunks_exact(d))
+                            .zip(g.chunks_exact(d))
+                        {
+                            let dot = sum3(y, g, y, |y, g, _| y * g);
+                            for ((o, &y), &g) in o.iter_mut().zip(y).zip(g) {
+                                *o = scale * y * (g - dot);
+                            }
+                        }
+                    },
+                )
+            });
+        tensor(out, shape)
+    }
+}
+
+/// Rows per rayon task for rows of `d` elements.
+fn rows_per_task(d: usize) -> usize {
+    (CHUNK / d.max(1)).max(1)
+}
+
+fn contiguous(x: FlexTensor) -> (Shape, FlexTensor) {
+    (x.shape(), x.to_contiguous())
+}
+
+fn f32s(x: &FlexTensor) -> &[f32] {
+    x.as_slice::<f32>()
+        .expect("a contiguous f32 tensor (checked by the caller)")
+}
+
+fn tensor(data: Vec<f32>, shape: Shape) -> FlexTensor {
+    FlexTensor::new(
+        Bytes::from_elems(data),
+        Layout::contiguous(shape),
+        DType::F32,
+    )
+}
+
+/// Mean and 1/sqrt(var + eps) of a row, two-pass (as PyTorch), vectorised accumulators.
+#[inline(always)]
+fn moments(x: &[f32], eps: f32) -> (f32, f32) {
+    let inv_d = 1.0 / x.len() as f32;
+    let mean = sum3(x, x, x, |v, _, _| v) * inv_d;
+    let var = sum3(x, x, x, |v, _, _| (v - mean) * (v - mean)) * inv_d;
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
+const LANES: usize = 16;
+
+/// `sum(f(a[i], b[i], c[i]))` with sixteen partial sums: f32 addition is not associative, so
+/// LLVM vectorises a reduction only when the code spells the lanes out.
+#[inline(always)]
+fn sum3(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f32) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let (mut ia, mut ib, mut ic) = (
+        a.chunks_exact(LANES),
+        b.chunks_exact(LANES),
+        c.chunks_exact(LANES),
+    );
+    for ((a, b), c) in (&mut ia).zip(&mut ib).zip(&mut ic) {
+        let (a, b, c): (&[f32; LANES], &[f32; LANES], &[f32; LANES]) = (
+            a.try_into().unwrap(),
+            b.try_into().unwrap(),
+            c.try_into().unwrap(),
+        );
+        for l in 0..LANES {
+            acc[l] += f(a[l], b[l], c[l]);
+        }
+    }
+    let tail: f32 = ia
+        .remainder()
+        .iter()
+        .zip(ib.remainder())
+        .zip(ic.remainder())
+        .map(|((&a, &b), &c)| f(a, b, c))
+        .sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+/// The largest element, with [`LANES`] partial maxima (vectorises; `fold(max)` does not).
+#[inline(always)]
+fn row_max(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let mut it = x.chunks_exact(LANES);
+    for c in &mut it {
+        let c: &[f32; LANES] = c.try_into().unwrap();
+        for l in 0..LANES {
+            acc[l] = acc[l].max(c[l]);
+        }
+    }
+    let tail = it
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    acc.iter().fold(tail, |m, &v| m.max(v))
+}
+
+/// Runs `f` compiled for AVX-512 or AVX2 + FMA when the CPU has them (`f` and what it calls must
+/// be `#[inline(always)]` to be compiled for the wider target).
+#[inline(always)]
+fn simd<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked above).
+            return unsafe { avx512(f) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports AVX2 and FMA (checked above).
+            return unsafe { avx2(f) };
+        }
+    }
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}

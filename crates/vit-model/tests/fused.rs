@@ -1,0 +1,114 @@
+//! The fused kernels (`vit_model::fused`) against Burn's own implementations of the same ops,
+//! forward and gradients, on awkward shapes: a feature size that is not a multiple of the SIMD
+//! width, more rows than one thread's share, non-contiguous inputs, large logits.
+//! (The whole model's outputs and gradients are compared with PyTorch in `parity.rs`.)
+
+use burn::tensor::module::layer_norm;
+use burn::tensor::{Device, Distribution, Tensor, TensorData, activation};
+use vit_model::fused;
+
+fn max_diff(a: Tensor<3>, b: Tensor<3>) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    let (a, b) = (a.into_data(), b.into_data());
+    let (a, b) = (
+        a.try_to_vec::<f32>().unwrap(),
+        b.try_to_vec::<f32>().unwrap(),
+    );
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn max_diff1(a: Tensor<1>, b: Tensor<1>) -> f32 {
+    max_diff(a.unsqueeze(), b.unsqueeze())
+}
+
+/// `[40, 31, 37]` viewed as `[31, 40, 37]` (non-contiguous), N(0, std).
+fn input(device: &Device, std: f64) -> Tensor<3> {
+    Tensor::<3>::random([40, 31, 37], Distribution::Normal(0.5, std), device).swap_dims(0, 1)
+}
+
+/// The weights of a weighted sum, so that every output element's gradient differs.
+fn weights(device: &Device) -> Tensor<3> {
+    Tensor::random([31, 40, 37], Distribution::Uniform(-1.0, 1.0), device)
+}
+
+#[test]
+fn gelu_equals_burns() {
+    let device = Device::flex().autodiff();
+    let w = weights(&device);
+    let x = input(&device, 3.0).detach().require_grad();
+    let ours = fused::gelu(x.clone());
+    let theirs = activation::gelu(x.clone());
+    assert!(max_diff(ours.clone(), theirs.clone()) < 1e-6);
+    let g_ours = x.grad(&(ours * w.clone()).sum().backward()).unwrap();
+    let g_theirs = x.grad(&(theirs * w).sum().backward()).unwrap();
+    let d = max_diff(g_ours, g_theirs);
+    assert!(d < 1e-6, "gelu gradient differs by {d}");
+}
+
+#[test]
+fn layer_norm_equals_burns() {
+    let device = Device::flex().autodiff();
+    let w = weights(&device);
+    let x = input(&device, 2.0).detach().require_grad();
+    let gamma = Tensor::<1>::random([37], Distribution::Normal(1.0, 0.5), &device).require_grad();
+    let beta = Tensor::<1>::random([37], Distribution::Normal(0.0, 0.5), &device).require_grad();
+    let ours = fused::layer_norm(x.clone(), gamma.clone(), beta.clone(), 1e-6);
+    let theirs = layer_norm(x.clone(), gamma.clone(), Some(beta.clone()), 1e-6);
+    let d = max_diff(ours.clone(), theirs.clone());
+    assert!(d < 1e-5, "layer norm differs by {d}");
+
+    let g_ours = (ours * w.clone()).sum().backward();
+    let g_theirs = (theirs * w).sum().backward();
+    let dx = max_diff(x.grad(&g_ours).unwrap(), x.grad(&g_theirs).unwrap());
+    // dgamma / dbeta sum over 1,240 rows.
+    let dgamma = max_diff1(gamma.grad(&g_ours).unwrap(), gamma.grad(&g_theirs).unwrap());
+    let dbeta = max_diff1(beta.grad(&g_ours).unwrap(), beta.grad(&g_theirs).unwrap());
+    assert!(dx < 1e-4, "dx differs by {dx}");
+    assert!(
+        dgamma < 1e-3 && dbeta < 1e-3,
+        "dgamma {dgamma}, dbeta {dbeta}"
+    );
+}
+
+#[test]
+fn scaled_softmax_equals_burns() {
+    let device = Device::flex().autodiff();
+    let w = weights(&device);
+    // Logits up to ~+-100 after scaling: the row maximum must be subtracted.
+    let x = input(&device, 100.0).detach().require_grad();
+    let scale = 0.7;
+    let ours = fused::scaled_softmax(x.clone(), scale);
+    let theirs = activation::softmax(x.clone() * scale, 2);
+    let d = max_diff(ours.clone(), theirs.clone());
+    assert!(d < 1e-6, "softmax differs by {d}");
+    let g_ours = x.grad(&(ours * w.clone()).sum().backward()).unwrap();
+    let g_theirs = x.grad(&(theirs * w).sum().backward()).unwrap();
+    let d = max_diff(g_ours, g_theirs);
+    assert!(d < 1e-5, "softmax gradient differs by {d}");
+}
+
+#[test]
+fn inference_path_needs_no_autodiff() {
+    let device = Device::flex();
+    let x = Tensor::<3>::from_data(
+        TensorData::new(vec![-1.0f32, 0.0, 1.0, 2.0], [1, 1, 4]),
+        &device,
+    );
+    let y = fused::gelu(x.clone())
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    // x * Phi(x): Phi(-1) = 0.158655, Phi(1) = 0.841345, Phi(2) = 0.977250.
+    let want = [-0.158_655_26f32, 0.0, 0.841_344_7, 1.954_499_7];
+    for (a, b) in y.iter().zip(want) {
+        assert!((a - b).abs() < 1e-6, "{y:?}");
+    }
+    let p = fused::scaled_softmax(x, 1.0)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6 && p[3] > p[2]);
+}
