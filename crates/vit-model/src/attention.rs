@@ -69,9 +69,7 @@ impl Attention {
         let h = self.num_heads;
         let dh = d / h;
         // [B, S, 3D] -> [3, B, h, S, Dh]
-        let qkv = self
-            .qkv
-            .forward(x)
+        let qkv = fused::linear(&self.qkv, x)
             .reshape([b, s, 3, h, dh])
             .permute([2, 0, 3, 1, 4]);
         let mut parts = qkv.chunk(3, 0).into_iter().map(|t| t.squeeze_dim::<4>(0));
@@ -92,6 +90,9 @@ impl Attention {
         };
         // [B, h, S, Dh] -> [B, S, D]
         let out = out.swap_dims(1, 2).reshape([b, s, d]);
-        (self.proj_drop.forward(self.proj.forward(out)), weights)
+        (
+            self.proj_drop.forward(fused::linear(&self.proj, out)),
+            weights,
+        )
     }
 }

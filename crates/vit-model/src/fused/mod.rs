@@ -12,6 +12,7 @@ pub mod math;
 use burn::backend::{
     Backend, Dispatch, DispatchDevice, TensorMetadata, backend_extension, tensor::FloatTensor,
 };
+use burn::nn::Linear;
 use burn::tensor::{Tensor, activation};
 
 /// The fused ops as a Burn backend extension (implemented for `Flex` and `Autodiff<Flex>`).
@@ -99,6 +100,20 @@ pub fn scaled_softmax<const D: usize>(x: Tensor<D>, scale: f64) -> Tensor<D> {
     } else {
         activation::softmax(x * scale, D - 1)
     }
+}
+
+/// A Linear layer over a token sequence as one `[B * S, D] x [D, N]` matmul.
+///
+/// Burn keeps `[B, S, D] x [D, N]` as B batched matmuls when S is not a multiple of its row
+/// tile (65 and 197 tokens are not), which packs the weight again for every image.
+///
+/// # Shapes
+/// - x: `[B, S, D]`; output: `[B, S, N]`
+pub fn linear(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
+    let [b, s, d] = x.dims();
+    let y = layer.forward(x.reshape([b * s, d]));
+    let n = y.dims()[1];
+    y.reshape([b, s, n])
 }
 
 // The same ops from Burn's primitives: the fallback for dtypes the kernels do not cover (the
