@@ -2,8 +2,6 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor};
 
 use crate::fused;
@@ -56,10 +54,8 @@ impl Attention {
     /// Self-attention over a token sequence; with `return_weights`, also the attention
     /// weights (after softmax, before attention dropout).
     ///
-    /// At inference without the weights, Burn's fused attention op; otherwise (training, or the
-    /// weights asked for) the explicit softmax(QK^T / sqrt(Dh)) V with the fused, scaled softmax
-    /// of [`crate::fused`] and its one-pass gradient (Burn's attention under autodiff decomposes
-    /// into single-threaded passes). Both give the same numbers (a test checks it).
+    /// [`fused::attention`] unless the weights are asked for or attention dropout applies; then
+    /// the explicit softmax(QK^T / sqrt(Dh)) V. Both give the same numbers (a test checks it).
     ///
     /// # Shapes
     /// - x: `[B, S, D]`
@@ -79,14 +75,16 @@ impl Attention {
             parts.next().unwrap(),
         );
 
-        let (out, weights) = if return_weights || q.device().is_autodiff() {
+        let dropout_active = self.attn_drop.prob > 0.0
+            && self.attn_drop.training.is_enabled()
+            && q.device().is_autodiff();
+        let (out, weights) = if return_weights || dropout_active {
             let scale = (dh as f64).powf(-0.5);
             let weights = fused::scaled_softmax(q.matmul(k.swap_dims(2, 3)), scale);
             let out = self.attn_drop.forward(weights.clone()).matmul(v);
             (out, return_weights.then_some(weights))
         } else {
-            let options = AttentionModuleOptions::default();
-            (attention(q, k, v, None, None, options), None)
+            (fused::attention(q, k, v), None)
         };
         // [B, h, S, Dh] -> [B, S, D]
         let out = out.swap_dims(1, 2).reshape([b, s, d]);

@@ -112,3 +112,17 @@ fn inference_path_needs_no_autodiff() {
         .unwrap();
     assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6 && p[3] > p[2]);
 }
+
+#[test]
+fn attention_equals_burns() {
+    use burn::tensor::module::attention;
+    use burn::tensor::ops::AttentionModuleOptions;
+    let device = Device::flex();
+    let shape = [2, 3, 17, 24];
+    let [q, k, v] =
+        [0, 1, 2].map(|_| Tensor::<4>::random(shape, Distribution::Normal(0.0, 2.0), &device));
+    let ours = fused::attention(q.clone(), k.clone(), v.clone());
+    let theirs = attention(q, k, v, None, None, AttentionModuleOptions::default());
+    let d = max_diff(ours.flatten(0, 1), theirs.flatten(0, 1));
+    assert!(d < 1e-5, "attention differs by {d}");
+}

@@ -13,6 +13,7 @@ use burn::backend::{
     Backend, Dispatch, DispatchDevice, TensorMetadata, backend_extension, tensor::FloatTensor,
 };
 use burn::nn::Linear;
+use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Tensor, activation};
 
 /// The fused ops as a Burn backend extension (implemented for `Flex` and `Autodiff<Flex>`).
@@ -99,6 +100,25 @@ pub fn scaled_softmax<const D: usize>(x: Tensor<D>, scale: f64) -> Tensor<D> {
         Tensor::from_dispatch(<Dispatch as VitOps>::vit_softmax(x.into_dispatch(), scale))
     } else {
         activation::softmax(x * scale, D - 1)
+    }
+}
+
+/// Scaled dot-product attention, softmax(Q K^T / sqrt(Dh)) V.
+///
+/// On Flex: two batched matmuls around [`scaled_softmax`], which was faster than Flex's own
+/// attention kernel at inference and is one autodiff node with a one-pass gradient in training
+/// (Burn's attention under autodiff decomposes into single-threaded passes). Elsewhere: Burn's
+/// attention op.
+///
+/// # Shapes
+/// - q, k, v, output: `[B, h, S, Dh]`
+pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    if on_flex(&q) {
+        let scale = (q.dims()[3] as f64).powf(-0.5);
+        scaled_softmax(q.matmul(k.swap_dims(2, 3)), scale).matmul(v)
+    } else {
+        let options = AttentionModuleOptions::default();
+        burn::tensor::module::attention(q, k, v, None, None, options)
     }
 }
 
