@@ -54,8 +54,8 @@ impl Attention {
     /// Self-attention over a token sequence; with `return_weights`, also the attention
     /// weights (after softmax, before attention dropout).
     ///
-    /// [`fused::attention`] unless the weights are asked for or attention dropout applies; then
-    /// the explicit softmax(QK^T / sqrt(Dh)) V. Both give the same numbers (a test checks it).
+    /// [`fused::multi_head_attention`] unless the weights are asked for or attention dropout
+    /// applies; then the explicit softmax(QK^T / sqrt(Dh)) V. Both give the same numbers (a test checks it).
     ///
     /// # Shapes
     /// - x: `[B, S, D]`
@@ -64,30 +64,30 @@ impl Attention {
         let [b, s, d] = x.dims();
         let h = self.num_heads;
         let dh = d / h;
-        // [B, S, 3D] -> [3, B, h, S, Dh]
-        let qkv = fused::linear(&self.qkv, x)
-            .reshape([b, s, 3, h, dh])
-            .permute([2, 0, 3, 1, 4]);
-        let mut parts = qkv.chunk(3, 0).into_iter().map(|t| t.squeeze_dim::<4>(0));
-        let (q, k, v) = (
-            parts.next().unwrap(),
-            parts.next().unwrap(),
-            parts.next().unwrap(),
-        );
-
+        let qkv = fused::linear(&self.qkv, x);
         let dropout_active = self.attn_drop.prob > 0.0
             && self.attn_drop.training.is_enabled()
-            && q.device().is_autodiff();
+            && qkv.device().is_autodiff();
         let (out, weights) = if return_weights || dropout_active {
+            // [B, S, 3D] -> [3, B, h, S, Dh]
+            let qkv = qkv.reshape([b, s, 3, h, dh]).permute([2, 0, 3, 1, 4]);
+            let mut parts = qkv.chunk(3, 0).into_iter().map(|t| t.squeeze_dim::<4>(0));
+            let (q, k, v) = (
+                parts.next().unwrap(),
+                parts.next().unwrap(),
+                parts.next().unwrap(),
+            );
             let scale = (dh as f64).powf(-0.5);
             let weights = fused::scaled_softmax(q.matmul(k.swap_dims(2, 3)), scale);
             let out = self.attn_drop.forward(weights.clone()).matmul(v);
-            (out, return_weights.then_some(weights))
+            // [B, h, S, Dh] -> [B, S, D]
+            (
+                out.swap_dims(1, 2).reshape([b, s, d]),
+                return_weights.then_some(weights),
+            )
         } else {
-            (fused::attention(q, k, v), None)
+            (fused::multi_head_attention(qkv, h), None)
         };
-        // [B, h, S, Dh] -> [B, S, D]
-        let out = out.swap_dims(1, 2).reshape([b, s, d]);
         (
             self.proj_drop.forward(fused::linear(&self.proj, out)),
             weights,

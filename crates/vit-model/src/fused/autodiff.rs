@@ -135,6 +135,57 @@ impl<B: Backend + VitOps, C: CheckpointStrategy> VitOps for Autodiff<B, C> {
         }
     }
 
+    fn vit_attention(qkv: FloatTensor<Self>, heads: usize) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct Attention;
+
+        impl<B: Backend + VitOps> Backward<B, 1> for Attention {
+            /// qkv, attention weights, heads.
+            type State = (B::FloatTensorPrimitive, B::FloatTensorPrimitive, usize);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let (qkv, weights, heads) = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+                    B::vit_attention_backward(qkv, weights, grad, heads)
+                });
+            }
+        }
+
+        match Attention
+            .prepare::<C>([qkv.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let input = qkv.primitive().clone();
+                let (out, weights) = B::vit_attention_with_weights(input.clone(), heads);
+                prep.finish((input, weights, heads), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::vit_attention(qkv.into_primitive(), heads)),
+        }
+    }
+
+    fn vit_attention_with_weights(
+        qkv: FloatTensor<Self>,
+        heads: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        super::attention_composed::<Self>(qkv, heads)
+    }
+
+    fn vit_attention_backward(
+        qkv: FloatTensor<Self>,
+        weights: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        heads: usize,
+    ) -> FloatTensor<Self> {
+        super::attention_backward_composed::<Self>(qkv, weights, grad, heads)
+    }
+
     fn vit_softmax_backward(
         y: FloatTensor<Self>,
         grad: FloatTensor<Self>,

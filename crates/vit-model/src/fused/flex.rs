@@ -8,6 +8,7 @@
 use burn::backend::Flex;
 use burn::backend::TensorMetadata;
 use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::ops::FloatTensorOps;
 use burn::tensor::{Bytes, DType, Shape};
 use rayon::prelude::*;
 
@@ -18,6 +19,45 @@ use super::math;
 const CHUNK: usize = 16 * 1024;
 
 impl VitOps for Flex {
+    fn vit_attention(qkv: FlexTensor, heads: usize) -> FlexTensor {
+        Self::vit_attention_with_weights(qkv, heads).0
+    }
+
+    fn vit_attention_with_weights(qkv: FlexTensor, heads: usize) -> (FlexTensor, FlexTensor) {
+        if qkv.dtype() != DType::F32 {
+            return super::attention_composed::<Flex>(qkv, heads);
+        }
+        // Q, K, V are views into qkv: Flex's batched matmul takes strided operands.
+        let qkv = qkv.to_contiguous();
+        let [q, k, v] = [0, 1, 2].map(|p| heads_view(&qkv, heads, 3, p));
+        let scale = (q.shape()[3] as f64).powf(-0.5);
+        let weights = Self::vit_softmax(Self::float_matmul(q, k.transpose(2, 3)), scale);
+        let out = Self::float_matmul(weights.clone(), v);
+        (merge_heads(&[out]), weights)
+    }
+
+    fn vit_attention_backward(
+        qkv: FlexTensor,
+        weights: FlexTensor,
+        grad: FlexTensor,
+        heads: usize,
+    ) -> FlexTensor {
+        if [qkv.dtype(), weights.dtype(), grad.dtype()] != [DType::F32; 3] {
+            return super::attention_backward_composed::<Flex>(qkv, weights, grad, heads);
+        }
+        let qkv = qkv.to_contiguous();
+        let grad = grad.to_contiguous();
+        let [q, k, v] = [0, 1, 2].map(|p| heads_view(&qkv, heads, 3, p));
+        let d_out = heads_view(&grad, heads, 1, 0);
+        let scale = (q.shape()[3] as f64).powf(-0.5);
+        let dv = Self::float_matmul(weights.transpose(2, 3), d_out.clone());
+        let dw = Self::float_matmul(d_out, v.transpose(2, 3));
+        let ds = Self::vit_softmax_backward(weights, dw, scale);
+        let dq = Self::float_matmul(ds.clone(), k);
+        let dk = Self::float_matmul(ds.transpose(2, 3), q);
+        merge_heads(&[dq, dk, dv])
+    }
+
     fn vit_gelu(x: FlexTensor) -> FlexTensor {
         if x.dtype() != DType::F32 {
             return super::gelu_composed::<Flex>(x);
@@ -230,6 +270,47 @@ impl VitOps for Flex {
             });
         tensor(out, shape)
     }
+}
+
+/// `[B, h, S, Dh]` view (no copy) of head block `part` of `x` `[B, S, parts * h * Dh]`.
+fn heads_view(x: &FlexTensor, heads: usize, parts: usize, part: usize) -> FlexTensor {
+    let shape = x.shape();
+    let (b, s, w) = (shape[0], shape[1], shape[2]);
+    let d = w / parts;
+    let dh = d / heads;
+    let strides = vec![(s * w) as isize, dh as isize, w as isize, 1];
+    let offset = x.layout().start_offset() + part * d;
+    let layout = Layout::new(Shape::new([b, heads, s, dh]), strides, offset);
+    x.clone().with_layout(layout)
+}
+
+/// `[B, S, n * h * Dh]` from n tensors `[B, h, S, Dh]` (the heads merged, the parts side by
+/// side): one pass, rows split across threads.
+fn merge_heads(parts: &[FlexTensor]) -> FlexTensor {
+    let shape = parts[0].shape();
+    let (b, h, s, dh) = (shape[0], shape[1], shape[2], shape[3]);
+    let d = h * dh;
+    let w = parts.len() * d;
+    let parts: Vec<FlexTensor> = parts.iter().map(|p| p.to_contiguous()).collect();
+    let srcs: Vec<&[f32]> = parts.iter().map(f32s).collect();
+    let mut out = vec![0.0f32; b * s * w];
+    let rows = rows_per_task(w);
+    out.par_chunks_mut(rows * w)
+        .enumerate()
+        .for_each(|(task, chunk)| {
+            for (i, row) in chunk.chunks_exact_mut(w).enumerate() {
+                let r = task * rows + i;
+                let (bi, si) = (r / s, r % s);
+                for (p, src) in srcs.iter().enumerate() {
+                    for hi in 0..h {
+                        let from = ((bi * h + hi) * s + si) * dh;
+                        let to = p * d + hi * dh;
+                        row[to..to + dh].copy_from_slice(&src[from..from + dh]);
+                    }
+                }
+            }
+        });
+    tensor(out, Shape::new([b, s, w]))
 }
 
 /// Rows per rayon task for rows of `d` elements.

@@ -14,7 +14,7 @@ use burn::backend::{
 };
 use burn::nn::Linear;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Tensor, activation};
+use burn::tensor::{DType, Slice, Tensor, activation};
 
 /// The fused ops as a Burn backend extension (implemented for `Flex` and `Autodiff<Flex>`).
 #[backend_extension(Flex, Autodiff)]
@@ -40,6 +40,23 @@ pub trait VitOps: Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
     /// `softmax(x * scale)` over the last axis.
     fn vit_softmax(x: FloatTensor<Self>, scale: f64) -> FloatTensor<Self>;
+    /// Multi-head self-attention from the fused projection `qkv` (`[B, S, 3D]`, timm's
+    /// q | k | v layout, heads contiguous within each): softmax(Q K^T / sqrt(Dh)) V with the
+    /// heads merged back, `[B, S, D]`.
+    fn vit_attention(qkv: FloatTensor<Self>, heads: usize) -> FloatTensor<Self>;
+    /// [`VitOps::vit_attention`] and its attention weights `[B, h, S, S]` (kept for backward).
+    fn vit_attention_with_weights(
+        qkv: FloatTensor<Self>,
+        heads: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+    /// Gradient of [`VitOps::vit_attention`] for `qkv`, `[B, S, 3D]`, from `qkv`, the weights
+    /// and the output gradient `[B, S, D]`.
+    fn vit_attention_backward(
+        qkv: FloatTensor<Self>,
+        weights: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        heads: usize,
+    ) -> FloatTensor<Self>;
     /// Gradient of [`VitOps::vit_softmax`] for `x`, from its output `y`:
     /// `scale * y * (grad - sum(grad * y))`.
     fn vit_softmax_backward(
@@ -103,23 +120,37 @@ pub fn scaled_softmax<const D: usize>(x: Tensor<D>, scale: f64) -> Tensor<D> {
     }
 }
 
-/// Scaled dot-product attention, softmax(Q K^T / sqrt(Dh)) V.
+/// Multi-head self-attention from timm's fused `qkv` projection: softmax(Q K^T / sqrt(Dh)) V,
+/// heads merged.
 ///
-/// On Flex: two batched matmuls around [`scaled_softmax`], which was faster than Flex's own
-/// attention kernel at inference and is one autodiff node with a one-pass gradient in training
-/// (Burn's attention under autodiff decomposes into single-threaded passes). Elsewhere: Burn's
-/// attention op.
+/// On Flex (f32): one op whose Q, K, V and output gradient are strided views of `qkv` and of
+/// the gradient (no split or merge copies besides the output's), two batched matmuls around the
+/// fused softmax, and in training one autodiff node whose backward packs dQ, dK, dV into one
+/// `[B, S, 3D]` gradient in a single pass. Burn's split (reshape, permute, chunk) costs three
+/// copies forward, and its gradient three zero-filled full-size buffers, three slice
+/// assignments, two additions and a copy backward. Elsewhere: Burn's split and attention op.
 ///
 /// # Shapes
-/// - q, k, v, output: `[B, h, S, Dh]`
-pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
-    if on_flex(&q) {
-        let scale = (q.dims()[3] as f64).powf(-0.5);
-        scaled_softmax(q.matmul(k.swap_dims(2, 3)), scale).matmul(v)
-    } else {
-        let options = AttentionModuleOptions::default();
-        burn::tensor::module::attention(q, k, v, None, None, options)
+/// - qkv: `[B, S, 3D]`; output: `[B, S, D]`
+pub fn multi_head_attention(qkv: Tensor<3>, heads: usize) -> Tensor<3> {
+    if on_flex(&qkv) && qkv.dtype() == DType::F32 {
+        return Tensor::from_dispatch(<Dispatch as VitOps>::vit_attention(
+            qkv.into_dispatch(),
+            heads,
+        ));
     }
+    let [b, s, d3] = qkv.dims();
+    let (d, dh) = (d3 / 3, d3 / 3 / heads);
+    let qkv = qkv.reshape([b, s, 3, heads, dh]).permute([2, 0, 3, 1, 4]);
+    let mut parts = qkv.chunk(3, 0).into_iter().map(|t| t.squeeze_dim::<4>(0));
+    let (q, k, v) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    let options = AttentionModuleOptions::default();
+    let out = burn::tensor::module::attention(q, k, v, None, None, options);
+    out.swap_dims(1, 2).reshape([b, s, d])
 }
 
 /// A Linear layer over a token sequence as one `[B * S, D] x [D, N]` matmul.
@@ -205,4 +236,60 @@ fn softmax_backward_composed<B: Backend>(
     let dot = B::float_sum_dim(B::float_mul(y.clone(), grad.clone()), last);
     let dx = B::float_mul(y, B::float_sub(grad, dot));
     B::float_mul_scalar(dx, scale.into())
+}
+
+/// Q, K, V `[B, h, S, Dh]` from `qkv` `[B, S, 3D]` with Burn's primitives.
+fn split_heads_composed<B: Backend>(qkv: FloatTensor<B>, heads: usize) -> [FloatTensor<B>; 3] {
+    let shape = qkv.shape();
+    let (b, s, dh) = (shape[0], shape[1], shape[2] / 3 / heads);
+    let x = B::float_reshape(qkv, [b, s, 3, heads, dh].into());
+    let x = B::float_permute(x, &[2, 0, 3, 1, 4]);
+    [0, 1, 2].map(|p| {
+        let mut slices = [Slice::full(); 5];
+        slices[0] = Slice::new(p, Some(p + 1), 1);
+        let part = B::float_slice(x.clone(), &slices);
+        B::float_reshape(part, [b, heads, s, dh].into())
+    })
+}
+
+/// `[B, h, S, Dh]` -> `[B, S, h * Dh]`.
+fn merge_heads_composed<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    let shape = x.shape();
+    let (b, h, s, dh) = (shape[0], shape[1], shape[2], shape[3]);
+    B::float_reshape(B::float_swap_dims(x, 1, 2), [b, s, h * dh].into())
+}
+
+fn attention_composed<B: Backend + VitOps>(
+    qkv: FloatTensor<B>,
+    heads: usize,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let [q, k, v] = split_heads_composed::<B>(qkv, heads);
+    let scale = (q.shape()[3] as f64).powf(-0.5);
+    let weights = B::vit_softmax(B::float_matmul(q, B::float_swap_dims(k, 2, 3)), scale);
+    let out = B::float_matmul(weights.clone(), v);
+    (merge_heads_composed::<B>(out), weights)
+}
+
+fn attention_backward_composed<B: Backend + VitOps>(
+    qkv: FloatTensor<B>,
+    weights: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    heads: usize,
+) -> FloatTensor<B> {
+    let shape = qkv.shape();
+    let (b, s, d) = (shape[0], shape[1], shape[2] / 3);
+    let [q, k, v] = split_heads_composed::<B>(qkv, heads);
+    let scale = (q.shape()[3] as f64).powf(-0.5);
+    let d_out = B::float_swap_dims(
+        B::float_reshape(grad, [b, s, heads, d / heads].into()),
+        1,
+        2,
+    );
+    let dv = B::float_matmul(B::float_swap_dims(weights.clone(), 2, 3), d_out.clone());
+    let dw = B::float_matmul(d_out, B::float_swap_dims(v, 2, 3));
+    let ds = B::vit_softmax_backward(weights, dw, scale);
+    let dq = B::float_matmul(ds.clone(), k);
+    let dk = B::float_matmul(B::float_swap_dims(ds, 2, 3), q);
+    let parts = [dq, dk, dv].map(merge_heads_composed::<B>);
+    B::float_cat(parts.into(), 2)
 }
