@@ -128,7 +128,8 @@ impl<B: Backend + VitOps, C: CheckpointStrategy> VitOps for Autodiff<B, C> {
 
         match Softmax.prepare::<C>([x.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let y = B::vit_softmax(x.primitive().clone(), scale);
+                // The backward needs only the output: the scores' buffer can hold it.
+                let y = B::vit_softmax(x.into_primitive(), scale);
                 prep.finish((y.clone(), scale), y)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::vit_softmax(x.into_primitive(), scale)),

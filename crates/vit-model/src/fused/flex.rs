@@ -62,77 +62,65 @@ impl VitOps for Flex {
         if x.dtype() != DType::F32 {
             return super::gelu_composed::<Flex>(x);
         }
-        let (shape, x) = contiguous(x);
-        let mut out = vec![0.0f32; shape.num_elements()];
-        out.par_chunks_mut(CHUNK)
-            .zip(f32s(&x).par_chunks(CHUNK))
-            .for_each(|(o, i)| {
+        let mut out = owned(x);
+        out.storage_mut::<f32>()
+            .par_chunks_mut(CHUNK)
+            .for_each(|o| {
                 simd(
                     #[inline(always)]
-                    || {
-                        for (o, &v) in o.iter_mut().zip(i) {
-                            *o = math::gelu(v);
-                        }
-                    },
+                    || o.iter_mut().for_each(|v| *v = math::gelu(*v)),
                 )
             });
-        tensor(out, shape)
+        out
     }
 
     fn vit_gelu_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
         if x.dtype() != DType::F32 || grad.dtype() != DType::F32 {
             return super::gelu_backward_composed::<Flex>(x, grad);
         }
-        let (shape, x) = contiguous(x);
-        let (_, grad) = contiguous(grad);
-        let mut out = vec![0.0f32; shape.num_elements()];
-        out.par_chunks_mut(CHUNK)
-            .zip(
-                f32s(&x)
-                    .par_chunks(CHUNK)
-                    .zip(f32s(&grad).par_chunks(CHUNK)),
-            )
-            .for_each(|(o, (x, g))| {
+        let x = x.to_contiguous();
+        let mut out = owned(grad);
+        out.storage_mut::<f32>()
+            .par_chunks_mut(CHUNK)
+            .zip(f32s(&x).par_chunks(CHUNK))
+            .for_each(|(g, x)| {
                 simd(
                     #[inline(always)]
                     || {
-                        for ((o, &x), &g) in o.iter_mut().zip(x).zip(g) {
-                            *o = g * math::gelu_grad(x);
+                        for (g, &x) in g.iter_mut().zip(x) {
+                            *g *= math::gelu_grad(x);
                         }
                     },
                 )
             });
-        tensor(out, shape)
+        out
     }
 
     fn vit_layer_norm(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, eps: f64) -> FlexTensor {
         if [x.dtype(), gamma.dtype(), beta.dtype()] != [DType::F32; 3] {
             return super::layer_norm_composed::<Flex>(x, gamma, beta, eps);
         }
-        let (shape, x) = contiguous(x);
-        let (_, gamma) = contiguous(gamma);
-        let (_, beta) = contiguous(beta);
+        let (gamma, beta) = (gamma.to_contiguous(), beta.to_contiguous());
         let (gamma, beta) = (f32s(&gamma), f32s(&beta));
         let d = gamma.len();
-        let rows = rows_per_task(d);
         let eps = eps as f32;
-        let mut out = vec![0.0f32; shape.num_elements()];
-        out.par_chunks_mut(rows * d)
-            .zip(f32s(&x).par_chunks(rows * d))
-            .for_each(|(o, i)| {
+        let mut out = owned(x);
+        out.storage_mut::<f32>()
+            .par_chunks_mut(rows_per_task(d) * d)
+            .for_each(|rows| {
                 simd(
                     #[inline(always)]
                     || {
-                        for (o, x) in o.chunks_exact_mut(d).zip(i.chunks_exact(d)) {
+                        for x in rows.chunks_exact_mut(d) {
                             let (mean, rstd) = moments(x, eps);
-                            for (((o, &x), &g), &b) in o.iter_mut().zip(x).zip(gamma).zip(beta) {
-                                *o = (x - mean) * rstd * g + b;
+                            for ((x, &g), &b) in x.iter_mut().zip(gamma).zip(beta) {
+                                *x = (*x - mean) * rstd * g + b;
                             }
                         }
                     },
                 )
             });
-        tensor(out, shape)
+        out
     }
 
     fn vit_layer_norm_backward(
@@ -144,46 +132,40 @@ impl VitOps for Flex {
         if [x.dtype(), gamma.dtype(), grad.dtype()] != [DType::F32; 3] {
             return super::layer_norm_backward_composed::<Flex>(x, gamma, grad, eps);
         }
-        let (shape, x) = contiguous(x);
-        let (gamma_shape, gamma) = contiguous(gamma);
-        let (_, grad) = contiguous(grad);
+        let x = x.to_contiguous();
+        let gamma_shape = gamma.shape();
+        let gamma = gamma.to_contiguous();
         let gamma = f32s(&gamma);
         let d = gamma.len();
         let rows = rows_per_task(d);
         let eps = eps as f32;
-        let mut dx = vec![0.0f32; shape.num_elements()];
-        // Each task returns its rows' partial dgamma and dbeta; summed after.
+        // dx overwrites the output gradient; each task returns its rows' partial dgamma and
+        // dbeta, summed after.
+        let mut dx = owned(grad);
         let (dgamma, dbeta) = dx
+            .storage_mut::<f32>()
             .par_chunks_mut(rows * d)
-            .zip(
-                f32s(&x)
-                    .par_chunks(rows * d)
-                    .zip(f32s(&grad).par_chunks(rows * d)),
-            )
-            .map(|(dx, (x, dy))| {
+            .zip(f32s(&x).par_chunks(rows * d))
+            .map(|(dy, x)| {
                 let mut dgamma = vec![0.0f32; d];
                 let mut dbeta = vec![0.0f32; d];
                 simd(
                     #[inline(always)]
                     || {
                         let inv_d = 1.0 / d as f32;
-                        for ((dx, x), dy) in dx
-                            .chunks_exact_mut(d)
-                            .zip(x.chunks_exact(d))
-                            .zip(dy.chunks_exact(d))
-                        {
+                        for (dy, x) in dy.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
                             let (mean, rstd) = moments(x, eps);
                             // a = mean(dy * gamma), b = mean(dy * gamma * xhat)
                             let a = sum3(x, dy, gamma, |_, dy, g| dy * g) * inv_d;
-                            let b =
-                                sum3(x, dy, gamma, |x, dy, g| dy * g * (x - mean) * rstd) * inv_d;
-                            let rows = dx.iter_mut().zip(x).zip(dy).zip(gamma);
+                            let b = sum3(x, dy, gamma, |x, dy, g| dy * g * (x - mean) * rstd)
+                                * inv_d;
+                            let rows = dy.iter_mut().zip(x).zip(gamma);
                             let params = dgamma.iter_mut().zip(dbeta.iter_mut());
-                            for ((((dx, &x), &dy), &g), (dg, db)) in rows.zip(params) {
+                            for (((dy, &x), &g), (dg, db)) in rows.zip(params) {
                                 let xhat = (x - mean) * rstd;
-                                *dx = rstd * (dy * g - a - xhat * b);
-                                *dg += dy * xhat;
-                                *db += dy;
+                                *dg += *dy * xhat;
+                                *db += *dy;
+                                *dy = rstd * (*dy * g - a - xhat * b);
                             }
                         }
                     },
@@ -199,7 +181,7 @@ impl VitOps for Flex {
                 },
             );
         (
-            tensor(dx, shape),
+            dx,
             tensor(dgamma, gamma_shape.clone()),
             tensor(dbeta, gamma_shape),
         )
@@ -209,66 +191,54 @@ impl VitOps for Flex {
         if x.dtype() != DType::F32 {
             return super::softmax_composed::<Flex>(x, scale);
         }
-        let (shape, x) = contiguous(x);
-        let d = shape[shape.num_dims() - 1];
-        let rows = rows_per_task(d);
+        let d = x.shape()[x.shape().num_dims() - 1];
         let scale = scale as f32;
-        let mut out = vec![0.0f32; shape.num_elements()];
-        out.par_chunks_mut(rows * d)
-            .zip(f32s(&x).par_chunks(rows * d))
-            .for_each(|(o, i)| {
+        let mut out = owned(x);
+        out.storage_mut::<f32>()
+            .par_chunks_mut(rows_per_task(d) * d)
+            .for_each(|rows| {
                 simd(
                     #[inline(always)]
                     || {
-                        for (o, x) in o.chunks_exact_mut(d).zip(i.chunks_exact(d)) {
+                        for x in rows.chunks_exact_mut(d) {
                             // max(x * scale) = max(x) * scale exactly (rounding is monotone).
                             let max = row_max(x) * scale;
-                            for (o, &v) in o.iter_mut().zip(x) {
-                                *o = math::exp(v * scale - max);
-                            }
-                            let inv = 1.0 / sum3(o, o, o, |v, _, _| v);
-                            o.iter_mut().for_each(|o| *o *= inv);
+                            x.iter_mut().for_each(|v| *v = math::exp(*v * scale - max));
+                            let inv = 1.0 / sum3(x, x, x, |v, _, _| v);
+                            x.iter_mut().for_each(|v| *v *= inv);
                         }
                     },
                 )
             });
-        tensor(out, shape)
+        out
     }
 
     fn vit_softmax_backward(y: FlexTensor, grad: FlexTensor, scale: f64) -> FlexTensor {
         if y.dtype() != DType::F32 || grad.dtype() != DType::F32 {
             return super::softmax_backward_composed::<Flex>(y, grad, scale);
         }
-        let (shape, y) = contiguous(y);
-        let (_, grad) = contiguous(grad);
-        let d = shape[shape.num_dims() - 1];
+        let y = y.to_contiguous();
+        let d = y.shape()[y.shape().num_dims() - 1];
         let rows = rows_per_task(d);
         let scale = scale as f32;
-        let mut out = vec![0.0f32; shape.num_elements()];
-        out.par_chunks_mut(rows * d)
-            .zip(
-                f32s(&y)
-                    .par_chunks(rows * d)
-                    .zip(f32s(&grad).par_chunks(rows * d)),
-            )
-            .for_each(|(o, (y, g))| {
+        let mut out = owned(grad);
+        out.storage_mut::<f32>()
+            .par_chunks_mut(rows * d)
+            .zip(f32s(&y).par_chunks(rows * d))
+            .for_each(|(g, y)| {
                 simd(
                     #[inline(always)]
                     || {
-                        for ((o, y), g) in o
-                            .chunks_exact_mut(d)
-                            .zip(y.chunks_exact(d))
-                            .zip(g.chunks_exact(d))
-                        {
+                        for (g, y) in g.chunks_exact_mut(d).zip(y.chunks_exact(d)) {
                             let dot = sum3(y, g, y, |y, g, _| y * g);
-                            for ((o, &y), &g) in o.iter_mut().zip(y).zip(g) {
-                                *o = scale * y * (g - dot);
+                            for (g, &y) in g.iter_mut().zip(y) {
+                                *g = scale * y * (*g - dot);
                             }
                         }
                     },
                 )
             });
-        tensor(out, shape)
+        out
     }
 }
 
@@ -318,8 +288,18 @@ fn rows_per_task(d: usize) -> usize {
     (CHUNK / d.max(1)).max(1)
 }
 
-fn contiguous(x: FlexTensor) -> (Shape, FlexTensor) {
-    (x.shape(), x.to_contiguous())
+/// `x` as a dense f32 tensor whose buffer the op overwrites with its result: `storage_mut`
+/// then writes in place when nothing else holds the buffer (an op's fresh output, a gradient)
+/// and copies it first otherwise (an input autodiff keeps for backward).
+fn owned(x: FlexTensor) -> FlexTensor {
+    let x = x.to_contiguous();
+    let layout = x.layout();
+    if layout.start_offset() == 0 && x.bytes().len() == layout.num_elements() * 4 {
+        x
+    } else {
+        let shape = x.shape();
+        tensor(f32s(&x).to_vec(), shape)
+    }
 }
 
 fn f32s(x: &FlexTensor) -> &[f32] {
