@@ -148,3 +148,30 @@ fn multi_head_attention_equals_burns() {
     );
     assert!(d < 1e-5, "attention differs by {d} at inference");
 }
+
+#[test]
+fn linear_equals_burns() {
+    use burn::nn::LinearConfig;
+    let device = Device::flex().autodiff();
+    // 2,100 rows: more than one of the fused Linear's row blocks.
+    let layer = LinearConfig::new(37, 29).init(&device);
+    let x =
+        Tensor::<3>::random([3, 700, 37], Distribution::Normal(0.0, 1.0), &device).require_grad();
+    let w = Tensor::<3>::random([3, 700, 29], Distribution::Uniform(-1.0, 1.0), &device);
+    let ours = fused::linear(&layer, x.clone());
+    let theirs = layer.forward(x.clone());
+    let d = max_diff(ours.clone(), theirs.clone());
+    assert!(d < 1e-5, "linear differs by {d}");
+    let g_ours = (ours * w.clone()).sum().backward();
+    let g_theirs = (theirs * w).sum().backward();
+    let dx = max_diff(x.grad(&g_ours).unwrap(), x.grad(&g_theirs).unwrap());
+    let dw = max_diff(
+        layer.weight.val().grad(&g_ours).unwrap().unsqueeze(),
+        layer.weight.val().grad(&g_theirs).unwrap().unsqueeze(),
+    );
+    let bias = layer.bias.as_ref().unwrap().val();
+    let db = max_diff1(bias.grad(&g_ours).unwrap(), bias.grad(&g_theirs).unwrap());
+    assert!(dx < 1e-5, "dx differs by {dx}");
+    // dW and db sum over 2,100 rows.
+    assert!(dw < 1e-3 && db < 1e-3, "dW {dw}, db {db}");
+}

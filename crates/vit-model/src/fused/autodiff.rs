@@ -136,6 +136,62 @@ impl<B: Backend + VitOps, C: CheckpointStrategy> VitOps for Autodiff<B, C> {
         }
     }
 
+    fn vit_linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct Linear;
+
+        impl<B: Backend + VitOps> Backward<B, 3> for Linear {
+            /// Input, weight.
+            type State = (B::FloatTensorPrimitive, B::FloatTensorPrimitive);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let [node_x, node_w, node_b] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x, weight) = ops.state;
+                let (dx, dw, db) = B::vit_linear_backward(x, weight, grad);
+                for (node, g) in [(node_x, dx), (node_w, dw), (node_b, db)] {
+                    if let Some(node) = node {
+                        grads.register::<B>(node.id, g);
+                    }
+                }
+            }
+        }
+
+        match Linear
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (input, w) = (x.primitive().clone(), weight.primitive().clone());
+                let output = B::vit_linear(input.clone(), w.clone(), bias.into_primitive());
+                prep.finish((input, w), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::vit_linear(
+                x.into_primitive(),
+                weight.into_primitive(),
+                bias.into_primitive(),
+            )),
+        }
+    }
+
+    fn vit_linear_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        super::linear_backward_composed::<Self>(x, weight, grad)
+    }
+
     fn vit_attention(qkv: FloatTensor<Self>, heads: usize) -> FloatTensor<Self> {
         #[derive(Debug)]
         struct Attention;

@@ -19,6 +19,81 @@ use super::math;
 const CHUNK: usize = 16 * 1024;
 
 impl VitOps for Flex {
+    fn vit_linear(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+        if [x.dtype(), weight.dtype(), bias.dtype()] != [DType::F32; 3] {
+            return super::linear_composed::<Flex>(x, weight, bias);
+        }
+        let mut shape = x.shape();
+        let last = shape.num_dims() - 1;
+        let (k, n) = (shape[last], weight.shape()[1]);
+        let m = shape.num_elements() / k.max(1);
+        let (x, bias) = (x.to_contiguous(), bias.to_contiguous());
+        let bias = f32s(&bias);
+        // The GEMM accumulates onto the bias rows: the bias add costs no pass of its own.
+        let mut out = vec![0.0f32; m * n];
+        out.par_chunks_mut(rows_per_task(n) * n).for_each(|rows| {
+            rows.chunks_exact_mut(n)
+                .for_each(|row| row.copy_from_slice(bias))
+        });
+        gemm_rows(
+            &mut out,
+            matrix(&x, [m, k]),
+            matrix(&weight, [k, n]),
+            [m, k, n],
+            true,
+        );
+        shape[last] = n;
+        tensor(out, shape)
+    }
+
+    fn vit_linear_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        grad: FlexTensor,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        if [x.dtype(), weight.dtype(), grad.dtype()] != [DType::F32; 3] {
+            return super::linear_backward_composed::<Flex>(x, weight, grad);
+        }
+        let x_shape = x.shape();
+        let k = x_shape[x_shape.num_dims() - 1];
+        let n = weight.shape()[1];
+        let m = x_shape.num_elements() / k.max(1);
+        let (x, grad) = (x.to_contiguous(), grad.to_contiguous());
+        // dx = grad W^T, in row blocks like the forward.
+        let mut dx = vec![0.0f32; m * k];
+        let w_t = weight.transpose(0, 1);
+        gemm_rows(
+            &mut dx,
+            matrix(&grad, [m, n]),
+            matrix(&w_t, [n, k]),
+            [m, n, k],
+            false,
+        );
+        // dW = x^T grad: K rows only, Flex's matmul runs it at full rate.
+        let x2 = x.reshape(Shape::new([m, k]));
+        let g2 = grad.reshape(Shape::new([m, n]));
+        let dw = Self::float_matmul(x2.transpose(0, 1), g2);
+        // db = column sums of grad, partial sums per task.
+        let rows = rows_per_task(n);
+        let db = f32s(&grad)
+            .par_chunks(rows * n)
+            .map(|g| {
+                let mut acc = vec![0.0f32; n];
+                for row in g.chunks_exact(n) {
+                    acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
+                }
+                acc
+            })
+            .reduce(
+                || vec![0.0f32; n],
+                |mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                    a
+                },
+            );
+        (tensor(dx, x_shape), dw, tensor(db, Shape::new([n])))
+    }
+
     fn vit_attention(qkv: FlexTensor, heads: usize) -> FlexTensor {
         Self::vit_attention_with_weights(qkv, heads).0
     }
@@ -157,8 +232,8 @@ impl VitOps for Flex {
                             let (mean, rstd) = moments(x, eps);
                             // a = mean(dy * gamma), b = mean(dy * gamma * xhat)
                             let a = sum3(x, dy, gamma, |_, dy, g| dy * g) * inv_d;
-                            let b = sum3(x, dy, gamma, |x, dy, g| dy * g * (x - mean) * rstd)
-                                * inv_d;
+                            let b =
+                                sum3(x, dy, gamma, |x, dy, g| dy * g * (x - mean) * rstd) * inv_d;
                             let rows = dy.iter_mut().zip(x).zip(gamma);
                             let params = dgamma.iter_mut().zip(dbeta.iter_mut());
                             for (((dy, &x), &g), (dg, db)) in rows.zip(params) {
@@ -281,6 +356,70 @@ fn merge_heads(parts: &[FlexTensor]) -> FlexTensor {
             }
         });
     tensor(out, Shape::new([b, s, w]))
+}
+
+/// Rows per GEMM call. At these widths the gemm crate's throughput halves past a few thousand
+/// rows (measured: [8320, 192] x [192, 576] at 75 GFLOP/s in one call, 163-169 in blocks of
+/// 4160 or 2080 rows; BENCHMARKS.md), so long token batches go through in blocks.
+const GEMM_ROWS: usize = 1024;
+
+/// A matrix operand for [`gemm_rows`]: `(pointer, row stride, column stride)` of `t` viewed as
+/// `[rows, cols]` (`t` must be contiguous, or 2-D with non-negative strides).
+fn matrix(t: &FlexTensor, [rows, cols]: [usize; 2]) -> (*const f32, isize, isize) {
+    let layout = t.layout();
+    let (rs, cs) = if layout.num_dims() == 2 && layout.has_positive_strides() {
+        (layout.strides()[0], layout.strides()[1])
+    } else {
+        assert!(
+            layout.is_contiguous(),
+            "gemm operand must be contiguous or 2-D"
+        );
+        (cols as isize, 1)
+    };
+    debug_assert_eq!(layout.num_elements(), rows * cols);
+    let data: &[f32] = t.storage();
+    (data[layout.start_offset()..].as_ptr(), rs, cs)
+}
+
+/// `out = a b` (or `out += a b` with `accumulate`) for `a` `[m, k]`, `b` `[k, n]` and a dense
+/// row-major `out` `[m, n]`, in blocks of [`GEMM_ROWS`] rows, each GEMM on all threads.
+fn gemm_rows(
+    out: &mut [f32],
+    (a, a_rs, a_cs): (*const f32, isize, isize),
+    (b, b_rs, b_cs): (*const f32, isize, isize),
+    [m, k, n]: [usize; 3],
+    accumulate: bool,
+) {
+    assert_eq!(out.len(), m * n);
+    for start in (0..m).step_by(GEMM_ROWS) {
+        let rows = GEMM_ROWS.min(m - start);
+        let dst = out[start * n..].as_mut_ptr();
+        // SAFETY: `a` (from `matrix`) spans m rows of stride a_rs and k columns of stride a_cs,
+        // so row `start` onwards is in bounds; `b` spans [k, n]; `dst` holds rows * n elements.
+        unsafe {
+            gemm::gemm(
+                rows,
+                n,
+                k,
+                dst,
+                1,
+                n as isize,
+                accumulate,
+                a.offset(start as isize * a_rs),
+                a_cs,
+                a_rs,
+                b,
+                b_cs,
+                b_rs,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(0),
+            );
+        }
+    }
 }
 
 /// Rows per rayon task for rows of `d` elements.

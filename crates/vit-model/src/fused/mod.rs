@@ -40,6 +40,18 @@ pub trait VitOps: Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
     /// `softmax(x * scale)` over the last axis.
     fn vit_softmax(x: FloatTensor<Self>, scale: f64) -> FloatTensor<Self>;
+    /// `x W + b` over the last axis of `x` (`[..., K]`, weight `[K, N]`, bias `[N]`).
+    fn vit_linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+    /// Gradients of [`VitOps::vit_linear`] for `x`, the weight and the bias.
+    fn vit_linear_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
     /// Multi-head self-attention from the fused projection `qkv` (`[B, S, 3D]`, timm's
     /// q | k | v layout, heads contiguous within each): softmax(Q K^T / sqrt(Dh)) V with the
     /// heads merged back, `[B, S, D]`.
@@ -153,14 +165,27 @@ pub fn multi_head_attention(qkv: Tensor<3>, heads: usize) -> Tensor<3> {
     out.swap_dims(1, 2).reshape([b, s, d])
 }
 
-/// A Linear layer over a token sequence as one `[B * S, D] x [D, N]` matmul.
+/// A Linear layer over a token sequence.
 ///
-/// Burn keeps `[B, S, D] x [D, N]` as B batched matmuls when S is not a multiple of its row
-/// tile (65 and 197 tokens are not), which packs the weight again for every image.
+/// On Flex (f32, with a bias): the product written onto the bias rows by the GEMM itself, in
+/// row blocks (see `flex::gemm_rows`), with its own gradient node. Elsewhere: one
+/// `[B * S, D] x [D, N]` matmul, because Burn keeps `[B, S, D] x [D, N]` as B batched matmuls
+/// when S is not a multiple of its row tile (65 and 197 tokens are not), which packs the weight
+/// again for every image.
 ///
 /// # Shapes
 /// - x: `[B, S, D]`; output: `[B, S, N]`
 pub fn linear(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
+    if let Some(bias) = &layer.bias
+        && on_flex(&x)
+        && x.dtype() == DType::F32
+    {
+        return Tensor::from_dispatch(<Dispatch as VitOps>::vit_linear(
+            x.into_dispatch(),
+            layer.weight.val().into_dispatch(),
+            bias.val().into_dispatch(),
+        ));
+    }
     let [b, s, d] = x.dims();
     let y = layer.forward(x.reshape([b * s, d]));
     let n = y.dims()[1];
@@ -292,4 +317,24 @@ fn attention_backward_composed<B: Backend + VitOps>(
     let dk = B::float_matmul(B::float_swap_dims(ds, 2, 3), q);
     let parts = [dq, dk, dv].map(merge_heads_composed::<B>);
     B::float_cat(parts.into(), 2)
+}
+
+fn linear_composed<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: FloatTensor<B>,
+) -> FloatTensor<B> {
+    B::linear(x, weight, Some(bias))
+}
+
+fn linear_backward_composed<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    grad: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    (
+        B::linear_x_backward(weight, grad.clone()),
+        B::linear_weight_backward(x, grad.clone()),
+        B::linear_bias_backward(grad),
+    )
 }
