@@ -22,8 +22,15 @@ fn recipe(args: &RecipeArgs) -> Result<Config> {
 
 fn run_finetune(args: FinetuneArgs) -> Result<()> {
     let mut train = args.train.clone();
+    let sets = args.overrides().map_err(anyhow::Error::msg)?;
     if train.resume.is_none() {
-        train.recipe.sets = args.overrides().map_err(anyhow::Error::msg)?;
+        train.recipe.sets = sets;
+    } else if sets.len() > train.recipe.sets.len() {
+        // The run's saved recipe already holds its weights, classes and schedule.
+        bail!(
+            "--resume continues a run with the recipe saved in its checkpoint; leave out the \
+             fine-tuning flags (--weights, --lr, --epochs, ...)"
+        );
     }
     run_train(train, true)
 }

@@ -40,6 +40,11 @@ fn bad_recipes_fail_without_a_backtrace() {
         !ok && err.contains("leave out --config, --set and --device"),
         "{err}"
     );
+    let (ok, _, err) = vit_train(&["finetune", "--resume", dir.to_str().unwrap(), "--lr", "0.1"]);
+    assert!(
+        !ok && err.contains("leave out the fine-tuning flags"),
+        "{err}"
+    );
     let (ok, _, err) = vit_train(&["--resume", dir.to_str().unwrap()]);
     assert!(!ok && err.contains("is not a checkpoint"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
