@@ -61,30 +61,18 @@ impl Attention {
     /// - x: `[B, S, D]`
     /// - output: `[B, S, D]`, weights `[B, h, S, S]`
     pub fn forward(&self, x: Tensor<3>, return_weights: bool) -> (Tensor<3>, Option<Tensor<4>>) {
-        let [b, s, d] = x.dims();
+        let d = x.dims()[2];
         let h = self.num_heads;
-        let dh = d / h;
         let qkv = fused::linear(&self.qkv, x);
         let dropout_active = self.attn_drop.prob > 0.0
             && self.attn_drop.training.is_enabled()
             && qkv.device().is_autodiff();
         let (out, weights) = if return_weights || dropout_active {
-            // [B, S, 3D] -> [3, B, h, S, Dh]
-            let qkv = qkv.reshape([b, s, 3, h, dh]).permute([2, 0, 3, 1, 4]);
-            let mut parts = qkv.chunk(3, 0).into_iter().map(|t| t.squeeze_dim::<4>(0));
-            let (q, k, v) = (
-                parts.next().unwrap(),
-                parts.next().unwrap(),
-                parts.next().unwrap(),
-            );
-            let scale = (dh as f64).powf(-0.5);
+            let [q, k, v] = fused::split_heads(qkv, h);
+            let scale = ((d / h) as f64).powf(-0.5);
             let weights = fused::scaled_softmax(q.matmul(k.swap_dims(2, 3)), scale);
             let out = self.attn_drop.forward(weights.clone()).matmul(v);
-            // [B, h, S, Dh] -> [B, S, D]
-            (
-                out.swap_dims(1, 2).reshape([b, s, d]),
-                return_weights.then_some(weights),
-            )
+            (fused::merge_heads(out), return_weights.then_some(weights))
         } else {
             (fused::multi_head_attention(qkv, h), None)
         };

@@ -24,6 +24,11 @@ fn max_diff1(a: Tensor<1>, b: Tensor<1>) -> f32 {
     max_diff(a.unsqueeze(), b.unsqueeze())
 }
 
+/// The gradient of `sum(y * w)` for `x`.
+fn input_grad(x: &Tensor<3>, y: Tensor<3>, w: &Tensor<3>) -> Tensor<3> {
+    x.grad(&(y * w.clone()).sum().backward()).unwrap()
+}
+
 /// `[40, 31, 37]` viewed as `[31, 40, 37]` (non-contiguous), N(0, std).
 fn input(device: &Device, std: f64) -> Tensor<3> {
     Tensor::<3>::random([40, 31, 37], Distribution::Normal(0.5, std), device).swap_dims(0, 1)
@@ -45,9 +50,7 @@ fn gelu_equals_burns() {
     // 0.5 |x| 5e-7.
     let d = max_diff(ours.clone(), theirs.clone());
     assert!(d < 2e-6, "gelu differs by {d}");
-    let g_ours = x.grad(&(ours * w.clone()).sum().backward()).unwrap();
-    let g_theirs = x.grad(&(theirs * w).sum().backward()).unwrap();
-    let d = max_diff(g_ours, g_theirs);
+    let d = max_diff(input_grad(&x, ours, &w), input_grad(&x, theirs, &w));
     assert!(d < 2e-6, "gelu gradient differs by {d}");
 }
 
@@ -87,9 +90,7 @@ fn scaled_softmax_equals_burns() {
     let theirs = activation::softmax(x.clone() * scale, 2);
     let d = max_diff(ours.clone(), theirs.clone());
     assert!(d < 1e-6, "softmax differs by {d}");
-    let g_ours = x.grad(&(ours * w.clone()).sum().backward()).unwrap();
-    let g_theirs = x.grad(&(theirs * w).sum().backward()).unwrap();
-    let d = max_diff(g_ours, g_theirs);
+    let d = max_diff(input_grad(&x, ours, &w), input_grad(&x, theirs, &w));
     assert!(d < 1e-5, "softmax gradient differs by {d}");
 }
 
@@ -137,9 +138,7 @@ fn multi_head_attention_equals_burns() {
     let theirs = burn_attention(qkv.clone(), 3);
     let d = max_diff(ours.clone(), theirs.clone());
     assert!(d < 1e-5, "attention differs by {d}");
-    let g_ours = qkv.grad(&(ours * w.clone()).sum().backward()).unwrap();
-    let g_theirs = qkv.grad(&(theirs * w).sum().backward()).unwrap();
-    let d = max_diff(g_ours, g_theirs);
+    let d = max_diff(input_grad(&qkv, ours, &w), input_grad(&qkv, theirs, &w));
     assert!(d < 1e-5, "attention gradient differs by {d}");
 
     // Without autodiff (inference) too.

@@ -77,20 +77,8 @@ impl VitOps for Flex {
         let rows = rows_per_task(n);
         let db = f32s(&grad)
             .par_chunks(rows * n)
-            .map(|g| {
-                let mut acc = vec![0.0f32; n];
-                for row in g.chunks_exact(n) {
-                    acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
-                }
-                acc
-            })
-            .reduce(
-                || vec![0.0f32; n],
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                    a
-                },
-            );
+            .map(|g| g.chunks_exact(n).fold(vec![0.0f32; n], add_into))
+            .reduce(|| vec![0.0f32; n], add_into);
         (tensor(dx, x_shape), dw, tensor(db, Shape::new([n])))
     }
 
@@ -137,16 +125,12 @@ impl VitOps for Flex {
         if x.dtype() != DType::F32 {
             return super::gelu_composed::<Flex>(x);
         }
-        let mut out = owned(x);
-        out.storage_mut::<f32>()
-            .par_chunks_mut(CHUNK)
-            .for_each(|o| {
-                simd(
-                    #[inline(always)]
-                    || o.iter_mut().for_each(|v| *v = math::gelu(*v)),
-                )
-            });
-        out
+        par_in_place(
+            owned(x),
+            CHUNK,
+            #[inline(always)]
+            |o| o.iter_mut().for_each(|v| *v = math::gelu(*v)),
+        )
     }
 
     fn vit_gelu_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
@@ -154,21 +138,17 @@ impl VitOps for Flex {
             return super::gelu_backward_composed::<Flex>(x, grad);
         }
         let x = x.to_contiguous();
-        let mut out = owned(grad);
-        out.storage_mut::<f32>()
-            .par_chunks_mut(CHUNK)
-            .zip(f32s(&x).par_chunks(CHUNK))
-            .for_each(|(g, x)| {
-                simd(
-                    #[inline(always)]
-                    || {
-                        for (g, &x) in g.iter_mut().zip(x) {
-                            *g *= math::gelu_grad(x);
-                        }
-                    },
-                )
-            });
-        out
+        par_in_place_with(
+            owned(grad),
+            f32s(&x),
+            CHUNK,
+            #[inline(always)]
+            |g, x| {
+                for (g, &x) in g.iter_mut().zip(x) {
+                    *g *= math::gelu_grad(x);
+                }
+            },
+        )
     }
 
     fn vit_layer_norm(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, eps: f64) -> FlexTensor {
@@ -179,23 +159,19 @@ impl VitOps for Flex {
         let (gamma, beta) = (f32s(&gamma), f32s(&beta));
         let d = gamma.len();
         let eps = eps as f32;
-        let mut out = owned(x);
-        out.storage_mut::<f32>()
-            .par_chunks_mut(rows_per_task(d) * d)
-            .for_each(|rows| {
-                simd(
-                    #[inline(always)]
-                    || {
-                        for x in rows.chunks_exact_mut(d) {
-                            let (mean, rstd) = moments(x, eps);
-                            for ((x, &g), &b) in x.iter_mut().zip(gamma).zip(beta) {
-                                *x = (*x - mean) * rstd * g + b;
-                            }
-                        }
-                    },
-                )
-            });
-        out
+        par_in_place(
+            owned(x),
+            rows_per_task(d) * d,
+            #[inline(always)]
+            |rows| {
+                for x in rows.chunks_exact_mut(d) {
+                    let (mean, rstd) = moments(x, eps);
+                    for ((x, &g), &b) in x.iter_mut().zip(gamma).zip(beta) {
+                        *x = (*x - mean) * rstd * g + b;
+                    }
+                }
+            },
+        )
     }
 
     fn vit_layer_norm_backward(
@@ -249,11 +225,7 @@ impl VitOps for Flex {
             })
             .reduce(
                 || (vec![0.0f32; d], vec![0.0f32; d]),
-                |(mut ga, mut ba), (gb, bb)| {
-                    ga.iter_mut().zip(&gb).for_each(|(a, b)| *a += b);
-                    ba.iter_mut().zip(&bb).for_each(|(a, b)| *a += b);
-                    (ga, ba)
-                },
+                |(ga, ba), (gb, bb)| (add_into(ga, gb), add_into(ba, bb)),
             );
         (
             dx,
@@ -268,24 +240,20 @@ impl VitOps for Flex {
         }
         let d = x.shape()[x.shape().num_dims() - 1];
         let scale = scale as f32;
-        let mut out = owned(x);
-        out.storage_mut::<f32>()
-            .par_chunks_mut(rows_per_task(d) * d)
-            .for_each(|rows| {
-                simd(
-                    #[inline(always)]
-                    || {
-                        for x in rows.chunks_exact_mut(d) {
-                            // max(x * scale) = max(x) * scale exactly (rounding is monotone).
-                            let max = row_max(x) * scale;
-                            x.iter_mut().for_each(|v| *v = math::exp(*v * scale - max));
-                            let inv = 1.0 / sum3(x, x, x, |v, _, _| v);
-                            x.iter_mut().for_each(|v| *v *= inv);
-                        }
-                    },
-                )
-            });
-        out
+        par_in_place(
+            owned(x),
+            rows_per_task(d) * d,
+            #[inline(always)]
+            |rows| {
+                for x in rows.chunks_exact_mut(d) {
+                    // max(x * scale) = max(x) * scale exactly (rounding is monotone).
+                    let max = row_max(x) * scale;
+                    x.iter_mut().for_each(|v| *v = math::exp(*v * scale - max));
+                    let inv = 1.0 / sum3(x, x, x, |v, _, _| v);
+                    x.iter_mut().for_each(|v| *v *= inv);
+                }
+            },
+        )
     }
 
     fn vit_softmax_backward(y: FlexTensor, grad: FlexTensor, scale: f64) -> FlexTensor {
@@ -294,26 +262,21 @@ impl VitOps for Flex {
         }
         let y = y.to_contiguous();
         let d = y.shape()[y.shape().num_dims() - 1];
-        let rows = rows_per_task(d);
         let scale = scale as f32;
-        let mut out = owned(grad);
-        out.storage_mut::<f32>()
-            .par_chunks_mut(rows * d)
-            .zip(f32s(&y).par_chunks(rows * d))
-            .for_each(|(g, y)| {
-                simd(
-                    #[inline(always)]
-                    || {
-                        for (g, y) in g.chunks_exact_mut(d).zip(y.chunks_exact(d)) {
-                            let dot = sum3(y, g, y, |y, g, _| y * g);
-                            for (g, &y) in g.iter_mut().zip(y) {
-                                *g = scale * y * (*g - dot);
-                            }
-                        }
-                    },
-                )
-            });
-        out
+        par_in_place_with(
+            owned(grad),
+            f32s(&y),
+            rows_per_task(d) * d,
+            #[inline(always)]
+            |g, y| {
+                for (g, y) in g.chunks_exact_mut(d).zip(y.chunks_exact(d)) {
+                    let dot = sum3(y, g, y, |y, g, _| y * g);
+                    for (g, &y) in g.iter_mut().zip(y) {
+                        *g = scale * y * (*g - dot);
+                    }
+                }
+            },
+        )
     }
 }
 
@@ -420,6 +383,45 @@ fn gemm_rows(
             );
         }
     }
+}
+
+/// Runs `f` over `chunk`-element pieces of `out`'s buffer, in place, on rayon's threads, each
+/// call compiled for the CPU's SIMD (`f` must be `#[inline(always)]` for that).
+fn par_in_place(mut out: FlexTensor, chunk: usize, f: impl Fn(&mut [f32]) + Sync) -> FlexTensor {
+    out.storage_mut::<f32>()
+        .par_chunks_mut(chunk)
+        .for_each(|o| {
+            simd(
+                #[inline(always)]
+                || f(o),
+            )
+        });
+    out
+}
+
+/// [`par_in_place`] with the matching pieces of a second input.
+fn par_in_place_with(
+    mut out: FlexTensor,
+    other: &[f32],
+    chunk: usize,
+    f: impl Fn(&mut [f32], &[f32]) + Sync,
+) -> FlexTensor {
+    out.storage_mut::<f32>()
+        .par_chunks_mut(chunk)
+        .zip(other.par_chunks(chunk))
+        .for_each(|(o, x)| {
+            simd(
+                #[inline(always)]
+                || f(o, x),
+            )
+        });
+    out
+}
+
+/// `a += b`, element-wise (partial sums of a parallel reduction).
+fn add_into(mut a: Vec<f32>, b: impl AsRef<[f32]>) -> Vec<f32> {
+    a.iter_mut().zip(b.as_ref()).for_each(|(a, b)| *a += b);
+    a
 }
 
 /// Rows per rayon task for rows of `d` elements.

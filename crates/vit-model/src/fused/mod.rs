@@ -1,7 +1,8 @@
-//! Fused LayerNorm, softmax and GELU, forward and backward, through Burn's backend extension.
+//! The model's hot ops — LayerNorm, scaled softmax, GELU, multi-head attention, Linear —
+//! forward and backward, through Burn's backend extension.
 //!
 //! On the Flex CPU backend (plain or under autodiff) each op is one multi-threaded, vectorised
-//! pass with a hand-written gradient ([`flex`], [`autodiff`]); on every other backend the
+//! kernel with a hand-written gradient ([`flex`], [`autodiff`]); on every other backend the
 //! functions here call Burn's own ops, so the numbers are the same everywhere (the parity tests
 //! against timm run on Flex; the wgpu test runs the Burn path).
 
@@ -40,6 +41,13 @@ pub trait VitOps: Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
     /// `softmax(x * scale)` over the last axis.
     fn vit_softmax(x: FloatTensor<Self>, scale: f64) -> FloatTensor<Self>;
+    /// Gradient of [`VitOps::vit_softmax`] for `x`, from its output `y`:
+    /// `scale * y * (grad - sum(grad * y))`.
+    fn vit_softmax_backward(
+        y: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self>;
     /// `x W + b` over the last axis of `x` (`[..., K]`, weight `[K, N]`, bias `[N]`).
     fn vit_linear(
         x: FloatTensor<Self>,
@@ -68,13 +76,6 @@ pub trait VitOps: Backend {
         weights: FloatTensor<Self>,
         grad: FloatTensor<Self>,
         heads: usize,
-    ) -> FloatTensor<Self>;
-    /// Gradient of [`VitOps::vit_softmax`] for `x`, from its output `y`:
-    /// `scale * y * (grad - sum(grad * y))`.
-    fn vit_softmax_backward(
-        y: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        scale: f64,
     ) -> FloatTensor<Self>;
 }
 
@@ -151,18 +152,32 @@ pub fn multi_head_attention(qkv: Tensor<3>, heads: usize) -> Tensor<3> {
             heads,
         ));
     }
-    let [b, s, d3] = qkv.dims();
-    let (d, dh) = (d3 / 3, d3 / 3 / heads);
-    let qkv = qkv.reshape([b, s, 3, heads, dh]).permute([2, 0, 3, 1, 4]);
-    let mut parts = qkv.chunk(3, 0).into_iter().map(|t| t.squeeze_dim::<4>(0));
-    let (q, k, v) = (
-        parts.next().unwrap(),
-        parts.next().unwrap(),
-        parts.next().unwrap(),
-    );
+    let [q, k, v] = split_heads(qkv, heads);
     let options = AttentionModuleOptions::default();
-    let out = burn::tensor::module::attention(q, k, v, None, None, options);
-    out.swap_dims(1, 2).reshape([b, s, d])
+    merge_heads(burn::tensor::module::attention(
+        q, k, v, None, None, options,
+    ))
+}
+
+/// Q, K, V from timm's fused projection with Burn's ops (views where the backend allows).
+///
+/// # Shapes
+/// - qkv: `[B, S, 3D]`; each output: `[B, h, S, Dh]`
+pub fn split_heads(qkv: Tensor<3>, heads: usize) -> [Tensor<4>; 3] {
+    let [b, s, d3] = qkv.dims();
+    let qkv = qkv
+        .reshape([b, s, 3, heads, d3 / 3 / heads])
+        .permute([2, 0, 3, 1, 4]);
+    [0, 1, 2].map(|i| qkv.clone().narrow(0, i, 1).squeeze_dim::<4>(0))
+}
+
+/// The heads side by side again.
+///
+/// # Shapes
+/// - x: `[B, h, S, Dh]`; output: `[B, S, h * Dh]`
+pub fn merge_heads(x: Tensor<4>) -> Tensor<3> {
+    let [b, h, s, dh] = x.dims();
+    x.swap_dims(1, 2).reshape([b, s, h * dh])
 }
 
 /// A Linear layer over a token sequence.
