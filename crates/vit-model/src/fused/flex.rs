@@ -83,20 +83,21 @@ impl VitOps for Flex {
     }
 
     fn vit_attention(qkv: FlexTensor, heads: usize) -> FlexTensor {
-        Self::vit_attention_with_weights(qkv, heads).0
+        if qkv.dtype() != DType::F32 {
+            return super::attention_composed::<Flex>(qkv, heads).0;
+        }
+        attention_heads(&qkv.to_contiguous(), heads, None)
     }
 
     fn vit_attention_with_weights(qkv: FlexTensor, heads: usize) -> (FlexTensor, FlexTensor) {
         if qkv.dtype() != DType::F32 {
             return super::attention_composed::<Flex>(qkv, heads);
         }
-        // Q, K, V are views into qkv: Flex's batched matmul takes strided operands.
         let qkv = qkv.to_contiguous();
-        let [q, k, v] = [0, 1, 2].map(|p| heads_view(&qkv, heads, 3, p));
-        let scale = (q.shape()[3] as f64).powf(-0.5);
-        let weights = Self::vit_softmax(Self::float_matmul(q, k.transpose(2, 3)), scale);
-        let out = Self::float_matmul(weights.clone(), v);
-        (merge_heads(&[out]), weights)
+        let [b, s] = [qkv.shape()[0], qkv.shape()[1]];
+        let mut weights = vec![0.0f32; b * heads * s * s];
+        let out = attention_heads(&qkv, heads, Some(&mut weights));
+        (out, tensor(weights, Shape::new([b, heads, s, s])))
     }
 
     fn vit_attention_backward(
@@ -108,17 +109,63 @@ impl VitOps for Flex {
         if [qkv.dtype(), weights.dtype(), grad.dtype()] != [DType::F32; 3] {
             return super::attention_backward_composed::<Flex>(qkv, weights, grad, heads);
         }
-        let qkv = qkv.to_contiguous();
-        let grad = grad.to_contiguous();
-        let [q, k, v] = [0, 1, 2].map(|p| heads_view(&qkv, heads, 3, p));
-        let d_out = heads_view(&grad, heads, 1, 0);
-        let scale = (q.shape()[3] as f64).powf(-0.5);
-        let dv = Self::float_matmul(weights.transpose(2, 3), d_out.clone());
-        let dw = Self::float_matmul(d_out, v.transpose(2, 3));
-        let ds = Self::vit_softmax_backward(weights, dw, scale);
-        let dq = Self::float_matmul(ds.clone(), k);
-        let dk = Self::float_matmul(ds.transpose(2, 3), q);
-        merge_heads(&[dq, dk, dv])
+        let (qkv, weights, grad) = (
+            qkv.to_contiguous(),
+            weights.to_contiguous(),
+            grad.to_contiguous(),
+        );
+        let shape = qkv.shape();
+        let (b, s, w) = (shape[0], shape[1], shape[2]);
+        let (d, dh) = (w / 3, w / 3 / heads);
+        let scale = (dh as f32).powf(-0.5);
+        let (x, p, g) = (f32s(&qkv), f32s(&weights), f32s(&grad));
+        // dQ, dK, dV of each head go straight into their columns of the `[B, S, 3D]` gradient.
+        let mut dqkv = vec![0.0f32; b * s * w];
+        let out = SyncPtr(dqkv.as_mut_ptr());
+        (0..b * heads).into_par_iter().for_each_init(
+            || vec![0.0f32; s * s],
+            |ds, task| {
+                let (bi, hi) = (task / heads, task % heads);
+                let at = bi * s * w + hi * dh;
+                let (q, k, v) = (&x[at..], &x[at + d..], &x[at + 2 * d..]);
+                let go = &g[bi * s * d + hi * dh..];
+                let p = &p[task * s * s..(task + 1) * s * s];
+                let dout = |part: usize| {
+                    // SAFETY: each task writes only its image's rows and its head's columns.
+                    MatMut(unsafe { out.at(at + part * d) }, w as isize, 1)
+                };
+                // dP = dO V^T, then dS = scale * P * (dP - rowsum(dO' P)) in place.
+                gemm_one(
+                    MatMut(ds.as_mut_ptr(), s as isize, 1),
+                    Mat::rows(go, d),
+                    Mat::rows(v, w).t(),
+                    [s, dh, s],
+                    1.0,
+                );
+                simd(
+                    #[inline(always)]
+                    || {
+                        for (g, y) in ds.chunks_exact_mut(s).zip(p.chunks_exact(s)) {
+                            let dot = sum3(y, g, y, |y, g, _| y * g);
+                            for (g, &y) in g.iter_mut().zip(y) {
+                                *g = scale * y * (*g - dot);
+                            }
+                        }
+                    },
+                );
+                let ds = Mat::rows(ds, s);
+                gemm_one(dout(0), ds, Mat::rows(k, w), [s, s, dh], 1.0);
+                gemm_one(dout(1), ds.t(), Mat::rows(q, w), [s, s, dh], 1.0);
+                gemm_one(
+                    dout(2),
+                    Mat::rows(p, s).t(),
+                    Mat::rows(go, d),
+                    [s, s, dh],
+                    1.0,
+                );
+            },
+        );
+        tensor(dqkv, shape)
     }
 
     fn vit_gelu(x: FlexTensor) -> FlexTensor {
@@ -129,7 +176,11 @@ impl VitOps for Flex {
             owned(x),
             CHUNK,
             #[inline(always)]
-            |o| o.iter_mut().for_each(|v| *v = math::gelu(*v)),
+            |o| {
+                for v in o.iter_mut() {
+                    *v = math::gelu(*v);
+                }
+            },
         )
     }
 
@@ -246,11 +297,7 @@ impl VitOps for Flex {
             #[inline(always)]
             |rows| {
                 for x in rows.chunks_exact_mut(d) {
-                    // max(x * scale) = max(x) * scale exactly (rounding is monotone).
-                    let max = row_max(x) * scale;
-                    x.iter_mut().for_each(|v| *v = math::exp(*v * scale - max));
-                    let inv = 1.0 / sum3(x, x, x, |v, _, _| v);
-                    x.iter_mut().for_each(|v| *v *= inv);
+                    softmax_row(x, scale);
                 }
             },
         )
@@ -280,45 +327,142 @@ impl VitOps for Flex {
     }
 }
 
-/// `[B, h, S, Dh]` view (no copy) of head block `part` of `x` `[B, S, parts * h * Dh]`.
-fn heads_view(x: &FlexTensor, heads: usize, parts: usize, part: usize) -> FlexTensor {
-    let shape = x.shape();
-    let (b, s, w) = (shape[0], shape[1], shape[2]);
-    let d = w / parts;
-    let dh = d / heads;
-    let strides = vec![(s * w) as isize, dh as isize, w as isize, 1];
-    let offset = x.layout().start_offset() + part * d;
-    let layout = Layout::new(Shape::new([b, heads, s, dh]), strides, offset);
-    x.clone().with_layout(layout)
+/// `softmax(x * scale)` of one row, in place.
+#[inline(always)]
+fn softmax_row(x: &mut [f32], scale: f32) {
+    // max(x * scale) = max(x) * scale exactly (rounding is monotone).
+    let max = row_max(x) * scale;
+    for v in x.iter_mut() {
+        *v = math::exp(*v * scale - max);
+    }
+    let inv = 1.0 / sum3(x, x, x, |v, _, _| v);
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
 }
 
-/// `[B, S, n * h * Dh]` from n tensors `[B, h, S, Dh]` (the heads merged, the parts side by
-/// side): one pass, rows split across threads.
-fn merge_heads(parts: &[FlexTensor]) -> FlexTensor {
-    let shape = parts[0].shape();
-    let (b, h, s, dh) = (shape[0], shape[1], shape[2], shape[3]);
-    let d = h * dh;
-    let w = parts.len() * d;
-    let parts: Vec<FlexTensor> = parts.iter().map(|p| p.to_contiguous()).collect();
-    let srcs: Vec<&[f32]> = parts.iter().map(f32s).collect();
-    let mut out = vec![0.0f32; b * s * w];
-    let rows = rows_per_task(w);
-    out.par_chunks_mut(rows * w)
-        .enumerate()
-        .for_each(|(task, chunk)| {
-            for (i, row) in chunk.chunks_exact_mut(w).enumerate() {
-                let r = task * rows + i;
-                let (bi, si) = (r / s, r % s);
-                for (p, src) in srcs.iter().enumerate() {
-                    for hi in 0..h {
-                        let from = ((bi * h + hi) * s + si) * dh;
-                        let to = p * d + hi * dh;
-                        row[to..to + dh].copy_from_slice(&src[from..from + dh]);
-                    }
+/// softmax(Q K^T / sqrt(Dh)) V from `qkv` `[B, S, 3D]` (contiguous), `[B, S, D]`, one
+/// (image, head) per rayon task: the task's S x S scores stay in its core's cache from the first
+/// GEMM through the softmax to the second, and its output lands in its head's columns (no merge
+/// copy). With `weights` (`[B, h, S, S]`), the scores are written there, for the backward.
+fn attention_heads(qkv: &FlexTensor, heads: usize, weights: Option<&mut [f32]>) -> FlexTensor {
+    let shape = qkv.shape();
+    let (b, s, w) = (shape[0], shape[1], shape[2]);
+    let (d, dh) = (w / 3, w / 3 / heads);
+    let scale = (dh as f32).powf(-0.5);
+    let x = f32s(qkv);
+    let mut out = vec![0.0f32; b * s * d];
+    let dst = SyncPtr(out.as_mut_ptr());
+    let head = |task: usize, scores: &mut [f32]| {
+        let (bi, hi) = (task / heads, task % heads);
+        let at = bi * s * w + hi * dh;
+        // The scale goes into the GEMM: scores = (Q K^T) * scale.
+        let scores_mut = MatMut(scores.as_mut_ptr(), s as isize, 1);
+        gemm_one(
+            scores_mut,
+            Mat::rows(&x[at..], w),
+            Mat::rows(&x[at + d..], w).t(),
+            [s, dh, s],
+            scale,
+        );
+        simd(
+            #[inline(always)]
+            || {
+                for r in scores.chunks_exact_mut(s) {
+                    softmax_row(r, 1.0);
                 }
-            }
-        });
-    tensor(out, Shape::new([b, s, w]))
+            },
+        );
+        // SAFETY: each task writes only its image's rows and its head's columns of `out`.
+        let o = MatMut(unsafe { dst.at(bi * s * d + hi * dh) }, d as isize, 1);
+        gemm_one(
+            o,
+            Mat::rows(scores, s),
+            Mat::rows(&x[at + 2 * d..], w),
+            [s, s, dh],
+            1.0,
+        );
+    };
+    match weights {
+        Some(weights) => weights
+            .par_chunks_mut(s * s)
+            .enumerate()
+            .for_each(|(task, scores)| head(task, scores)),
+        None => (0..b * heads)
+            .into_par_iter()
+            .for_each_init(|| vec![0.0f32; s * s], |scores, task| head(task, scores)),
+    }
+    tensor(out, Shape::new([b, s, d]))
+}
+
+/// A raw output pointer shared by rayon tasks that write disjoint parts of one buffer.
+#[derive(Clone, Copy)]
+struct SyncPtr(*mut f32);
+// SAFETY: the tasks sharing it write disjoint elements (each user says how).
+unsafe impl Send for SyncPtr {}
+unsafe impl Sync for SyncPtr {}
+
+impl SyncPtr {
+    /// The pointer `offset` elements on (a method, so that closures capture the `SyncPtr`).
+    ///
+    /// # Safety
+    /// As `pointer::add`.
+    unsafe fn at(self, offset: usize) -> *mut f32 {
+        unsafe { self.0.add(offset) }
+    }
+}
+
+/// A read-only strided matrix: (start, row stride, column stride), borrowed from a slice.
+#[derive(Clone, Copy)]
+struct Mat<'a>(&'a [f32], isize, isize);
+
+impl<'a> Mat<'a> {
+    /// Row-major rows of `stride` elements, starting at `data[0]`.
+    fn rows(data: &'a [f32], stride: usize) -> Self {
+        Mat(data, stride as isize, 1)
+    }
+    /// The transpose (a view: the strides swap).
+    fn t(self) -> Self {
+        Mat(self.0, self.2, self.1)
+    }
+}
+
+/// A strided output matrix: (start, row stride, column stride).
+struct MatMut(*mut f32, isize, isize);
+
+/// `out = scale * a b` for `a` `[m, k]` and `b` `[k, n]`, on the calling thread (the callers
+/// run many of these in parallel).
+fn gemm_one(out: MatMut, a: Mat, b: Mat, [m, k, n]: [usize; 3], scale: f32) {
+    // The last element each operand reaches must lie in its slice.
+    let last = |rows: usize, cols: usize, rs: isize, cs: isize| {
+        (rows.max(1) - 1) as isize * rs + (cols.max(1) - 1) as isize * cs
+    };
+    assert!(last(m, k, a.1, a.2) < a.0.len() as isize && last(k, n, b.1, b.2) < b.0.len() as isize);
+    // SAFETY: `a` and `b` are in bounds (checked above); `out` spans [m, n] with its strides
+    // (the callers' buffers are sized for it).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.0,
+            out.2,
+            out.1,
+            false,
+            a.0.as_ptr(),
+            a.2,
+            a.1,
+            b.0.as_ptr(),
+            b.2,
+            b.1,
+            0.0,
+            scale,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
 }
 
 /// Rows per GEMM call. At these widths the gemm crate's throughput halves past a few thousand
