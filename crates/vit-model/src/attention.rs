@@ -81,4 +81,22 @@ impl Attention {
             weights,
         )
     }
+
+    /// Self-attention for the first `n` tokens only: their queries against every token's keys
+    /// and values. Equal to the first `n` rows of [`Attention::forward`]'s output, for a
+    /// fraction of the work when only those rows are used (the class token of the last block).
+    ///
+    /// # Shapes
+    /// - x: `[B, S, D]`
+    /// - output: `[B, n, D]`
+    pub fn forward_queries(&self, x: Tensor<3>, n: usize) -> Tensor<3> {
+        let d = x.dims()[2];
+        let h = self.num_heads;
+        let [q, k, v] = fused::split_heads(fused::linear(&self.qkv, x), h);
+        let scale = ((d / h) as f64).powf(-0.5);
+        let weights = fused::scaled_softmax(q.narrow(2, 0, n).matmul(k.swap_dims(2, 3)), scale);
+        let out = self.attn_drop.forward(weights).matmul(v);
+        self.proj_drop
+            .forward(fused::linear(&self.proj, fused::merge_heads(out)))
+    }
 }

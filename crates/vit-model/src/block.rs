@@ -70,6 +70,20 @@ impl Block {
         let y = scale(&self.ls2, self.mlp.forward(self.norm2.forward(x.clone())));
         (x + self.drop_path2.forward(y), weights)
     }
+
+    /// The block's output for the first `n` tokens only (every token still attended to):
+    /// equal to the first `n` rows of [`Block::forward`]'s. The last block of a class-token
+    /// model needs no more, and skips the MLP and attention outputs of the other tokens.
+    ///
+    /// # Shapes
+    /// - x: `[B, S, D]`
+    /// - output: `[B, n, D]`
+    pub fn forward_queries(&self, x: Tensor<3>, n: usize) -> Tensor<3> {
+        let y = self.attn.forward_queries(self.norm1.forward(x.clone()), n);
+        let x = x.narrow(1, 0, n) + self.drop_path1.forward(scale(&self.ls1, y));
+        let y = scale(&self.ls2, self.mlp.forward(self.norm2.forward(x.clone())));
+        x + self.drop_path2.forward(y)
+    }
 }
 
 fn scale(ls: &Option<LayerScale>, x: Tensor<3>) -> Tensor<3> {

@@ -136,11 +136,24 @@ impl VisionTransformer {
 
     /// Class logits.
     ///
+    /// A class-token model runs its last block for the class token only (its other outputs
+    /// feed nothing): the same logits as `forward_head(forward_features(x))`, without the last
+    /// block's MLP and attention output for the patch tokens.
+    ///
     /// # Shapes
     /// - images: `[B, C, H, W]`, the configured channels and size
     /// - output: `[B, K]` (`[B, D]` pooled features when the model has no head)
     pub fn forward(&self, images: Tensor<4>) -> Result<Tensor<2>, VitError> {
-        let features = self.forward_features(images)?;
+        let features = match (self.config.pool, self.blocks.split_last()) {
+            (Pool::Token, Some((last, blocks))) => {
+                let mut x = self.embed(images)?;
+                for block in blocks {
+                    x = block.forward(x, false).0;
+                }
+                self.apply_norm(last.forward_queries(x, 1))
+            }
+            _ => self.forward_features(images)?,
+        };
         Ok(self.forward_head(features, false))
     }
 
