@@ -25,8 +25,11 @@ pub fn exp(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5;
     let p = p * r * r + r + 1.0;
-    // 2^n through the exponent bits.
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // 2^n through the exponent bits. `as i32` would saturate and check for NaN one element at
+    // a time (it stopped the loop from vectorising); n is a whole number in [-126, 128] here.
+    // SAFETY: n is finite and within i32's range (x is clamped above).
+    let n = unsafe { n.to_int_unchecked::<i32>() };
+    let scale = f32::from_bits(((n + 127) as u32) << 23);
     p * scale
 }
 
