@@ -16,15 +16,15 @@ const INV_SQRT_2PI: f32 = 0.398_942_3;
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.3, 88.7);
-    let n = (x * LOG2E + ROUND_MAGIC) - ROUND_MAGIC;
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let p = 1.987_569_1e-4;
-    let p = p * r + 1.398_199_9e-3;
-    let p = p * r + 8.333_452e-3;
-    let p = p * r + 4.166_579_6e-2;
-    let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 0.5;
-    let p = p * r * r + r + 1.0;
+    let n = x.mul_add(LOG2E, ROUND_MAGIC) - ROUND_MAGIC;
+    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, x));
+    let p = 1.987_569_1e-4f32;
+    let p = p.mul_add(r, 1.398_199_9e-3);
+    let p = p.mul_add(r, 8.333_452e-3);
+    let p = p.mul_add(r, 4.166_579_6e-2);
+    let p = p.mul_add(r, 1.666_666_5e-1);
+    let p = p.mul_add(r, 0.5);
+    let p = (p * r).mul_add(r, r + 1.0);
     // 2^n through the exponent bits. `as i32` would saturate and check for NaN one element at
     // a time (it stopped the loop from vectorising); n is a whole number in [-126, 128] here.
     // SAFETY: n is finite and within i32's range (x is clamped above).
@@ -42,18 +42,18 @@ pub fn erf(x: f32) -> f32 {
     let big = x.abs() >= 3.92;
     let x = x.clamp(-3.92, 3.92);
     let x2 = x * x;
-    let p = -2.726_142_3e-10;
-    let p = p * x2 + 2.770_681_4e-8;
-    let p = p * x2 - 2.101_024e-6;
-    let p = p * x2 - 5.692_506_4e-5;
-    let p = p * x2 - 7.349_906_3e-4;
-    let p = p * x2 - 2.954_6e-3;
-    let p = p * x2 - 1.609_603_3e-2;
-    let q = -1.456_607_2e-5;
-    let q = q * x2 - 2.133_740_6e-4;
-    let q = q * x2 - 1.682_827e-3;
-    let q = q * x2 - 7.373_329e-3;
-    let q = q * x2 - 1.426_474e-2;
+    let p = -2.726_142_3e-10f32;
+    let p = p.mul_add(x2, 2.770_681_4e-8);
+    let p = p.mul_add(x2, -2.101_024e-6);
+    let p = p.mul_add(x2, -5.692_506_4e-5);
+    let p = p.mul_add(x2, -7.349_906_3e-4);
+    let p = p.mul_add(x2, -2.954_6e-3);
+    let p = p.mul_add(x2, -1.609_603_3e-2);
+    let q = -1.456_607_2e-5f32;
+    let q = q.mul_add(x2, -2.133_740_6e-4);
+    let q = q.mul_add(x2, -1.682_827e-3);
+    let q = q.mul_add(x2, -7.373_329e-3);
+    let q = q.mul_add(x2, -1.426_474e-2);
     let y = x * p / q;
     if big { saturated } else { y }
 }
