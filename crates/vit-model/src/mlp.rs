@@ -41,7 +41,7 @@ impl Mlp {
     /// - x: `[B, S, D]`
     /// - output: `[B, S, D]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let x = self.drop1.forward(fused::gelu(fused::linear(&self.fc1, x)));
+        let x = self.drop1.forward(fused::linear_gelu(&self.fc1, x));
         self.drop2.forward(fused::linear(&self.fc2, x))
     }
 }

@@ -3,6 +3,7 @@
 //! width, more rows than one thread's share, non-contiguous inputs, large logits.
 //! (The whole model's outputs and gradients are compared with PyTorch in `parity.rs`.)
 
+use burn::nn::{Linear, LinearConfig};
 use burn::tensor::module::layer_norm;
 use burn::tensor::{Device, Distribution, Tensor, TensorData, activation};
 use vit_model::fused;
@@ -151,19 +152,28 @@ fn multi_head_attention_equals_burns() {
     assert!(d < 1e-5, "attention differs by {d} at inference");
 }
 
-#[test]
-fn linear_equals_burns() {
-    use burn::nn::LinearConfig;
+/// `ours` against `theirs` for a Linear layer: at inference and under autodiff (output and the
+/// gradients of the input, weight and bias), on 2,100 rows (more than one of the fused kernels'
+/// row blocks) of width 37.
+fn check_linear(
+    name: &str,
+    ours: fn(&Linear, Tensor<3>) -> Tensor<3>,
+    theirs: fn(&Linear, Tensor<3>) -> Tensor<3>,
+) {
+    let device = Device::flex();
+    let layer = LinearConfig::new(37, 29).init(&device);
+    let x = Tensor::<3>::random([3, 700, 37], Distribution::Normal(0.0, 1.0), &device);
+    let d = max_diff(ours(&layer, x.clone()), theirs(&layer, x));
+    assert!(d < 1e-5, "{name} differs by {d} at inference");
+
     let device = Device::flex().autodiff();
-    // 2,100 rows: more than one of the fused Linear's row blocks.
     let layer = LinearConfig::new(37, 29).init(&device);
     let x =
         Tensor::<3>::random([3, 700, 37], Distribution::Normal(0.0, 1.0), &device).require_grad();
     let w = Tensor::<3>::random([3, 700, 29], Distribution::Uniform(-1.0, 1.0), &device);
-    let ours = fused::linear(&layer, x.clone());
-    let theirs = layer.forward(x.clone());
+    let (ours, theirs) = (ours(&layer, x.clone()), theirs(&layer, x.clone()));
     let d = max_diff(ours.clone(), theirs.clone());
-    assert!(d < 1e-5, "linear differs by {d}");
+    assert!(d < 1e-5, "{name} differs by {d}");
     let g_ours = (ours * w.clone()).sum().backward();
     let g_theirs = (theirs * w).sum().backward();
     let dx = max_diff(x.grad(&g_ours).unwrap(), x.grad(&g_theirs).unwrap());
@@ -173,7 +183,19 @@ fn linear_equals_burns() {
     );
     let bias = layer.bias.as_ref().unwrap().val();
     let db = max_diff1(bias.grad(&g_ours).unwrap(), bias.grad(&g_theirs).unwrap());
-    assert!(dx < 1e-5, "dx differs by {dx}");
+    assert!(dx < 1e-5, "{name}: dx differs by {dx}");
     // dW and db sum over 2,100 rows.
-    assert!(dw < 1e-3 && db < 1e-3, "dW {dw}, db {db}");
+    assert!(dw < 1e-3 && db < 1e-3, "{name}: dW {dw}, db {db}");
+}
+
+#[test]
+fn linear_equals_burns() {
+    check_linear("linear", fused::linear, |layer, x| layer.forward(x));
+}
+
+#[test]
+fn linear_gelu_equals_burns() {
+    check_linear("linear_gelu", fused::linear_gelu, |layer, x| {
+        activation::gelu(layer.forward(x))
+    });
 }

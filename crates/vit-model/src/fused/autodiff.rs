@@ -184,6 +184,62 @@ impl<B: Backend + VitOps, C: CheckpointStrategy> VitOps for Autodiff<B, C> {
         }
     }
 
+    fn vit_linear_gelu(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct LinearGelu;
+
+        impl<B: Backend + VitOps> Backward<B, 3> for LinearGelu {
+            /// Input, weight, pre-activation `x W + b`.
+            type State = (
+                B::FloatTensorPrimitive,
+                B::FloatTensorPrimitive,
+                B::FloatTensorPrimitive,
+            );
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let [node_x, node_w, node_b] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x, weight, pre) = ops.state;
+                let grad = B::vit_gelu_backward(pre, grad);
+                let (dx, dw, db) = B::vit_linear_backward(x, weight, grad);
+                for (node, g) in [(node_x, dx), (node_w, dw), (node_b, db)] {
+                    if let Some(node) = node {
+                        grads.register::<B>(node.id, g);
+                    }
+                }
+            }
+        }
+
+        match LinearGelu
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                // The backward needs the pre-activation, so training runs the two kernels
+                // (the GELU's output is a buffer of its own either way).
+                let (input, w) = (x.primitive().clone(), weight.primitive().clone());
+                let pre = B::vit_linear(input.clone(), w.clone(), bias.into_primitive());
+                let output = B::vit_gelu(pre.clone());
+                prep.finish((input, w, pre), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::vit_linear_gelu(
+                x.into_primitive(),
+                weight.into_primitive(),
+                bias.into_primitive(),
+            )),
+        }
+    }
+
     fn vit_linear_backward(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,

@@ -23,27 +23,40 @@ impl VitOps for Flex {
         if [x.dtype(), weight.dtype(), bias.dtype()] != [DType::F32; 3] {
             return super::linear_composed::<Flex>(x, weight, bias);
         }
-        let mut shape = x.shape();
-        let last = shape.num_dims() - 1;
-        let (k, n) = (shape[last], weight.shape()[1]);
-        let m = shape.num_elements() / k.max(1);
-        let (x, bias) = (x.to_contiguous(), bias.to_contiguous());
+        let bias = bias.to_contiguous();
         let bias = f32s(&bias);
-        // The GEMM accumulates onto the bias rows: the bias add costs no pass of its own.
-        let mut out = vec![0.0f32; m * n];
-        out.par_chunks_mut(rows_per_task(n) * n).for_each(|rows| {
-            rows.chunks_exact_mut(n)
-                .for_each(|row| row.copy_from_slice(bias))
-        });
-        gemm_rows(
-            &mut out,
-            matrix(&x, [m, k]),
-            matrix(&weight, [k, n]),
-            [m, k, n],
-            true,
-        );
-        shape[last] = n;
-        tensor(out, shape)
+        linear_with(
+            x,
+            &weight,
+            #[inline(always)]
+            |rows| {
+                for row in rows.chunks_exact_mut(bias.len()) {
+                    for (v, &b) in row.iter_mut().zip(bias) {
+                        *v += b;
+                    }
+                }
+            },
+        )
+    }
+
+    fn vit_linear_gelu(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+        if [x.dtype(), weight.dtype(), bias.dtype()] != [DType::F32; 3] {
+            return super::linear_gelu_composed::<Flex>(x, weight, bias);
+        }
+        let bias = bias.to_contiguous();
+        let bias = f32s(&bias);
+        linear_with(
+            x,
+            &weight,
+            #[inline(always)]
+            |rows| {
+                for row in rows.chunks_exact_mut(bias.len()) {
+                    for (v, &b) in row.iter_mut().zip(bias) {
+                        *v = math::gelu(*v + b);
+                    }
+                }
+            },
+        )
     }
 
     fn vit_linear_backward(
@@ -60,14 +73,12 @@ impl VitOps for Flex {
         let m = x_shape.num_elements() / k.max(1);
         let (x, grad) = (x.to_contiguous(), grad.to_contiguous());
         // dx = grad W^T, in row blocks like the forward.
-        let mut dx = vec![0.0f32; m * k];
         let w_t = weight.transpose(0, 1);
-        gemm_rows(
-            &mut dx,
+        let dx = gemm_rows(
             matrix(&grad, [m, n]),
             matrix(&w_t, [n, k]),
             [m, n, k],
-            false,
+            None::<fn(&mut [f32])>,
         );
         // dW = x^T grad: K rows only, Flex's matmul runs it at full rate.
         let x2 = x.reshape(Shape::new([m, k]));
@@ -95,8 +106,10 @@ impl VitOps for Flex {
         }
         let qkv = qkv.to_contiguous();
         let [b, s] = [qkv.shape()[0], qkv.shape()[1]];
-        let mut weights = vec![0.0f32; b * heads * s * s];
-        let out = attention_heads(&qkv, heads, Some(&mut weights));
+        let mut weights = Unfilled::new(b * heads * s * s);
+        let out = attention_heads(&qkv, heads, Some(weights.ptr()));
+        // SAFETY: attention_heads wrote every head's S x S scores.
+        let weights = unsafe { weights.assume_written() };
         (out, tensor(weights, Shape::new([b, heads, s, s])))
     }
 
@@ -120,11 +133,13 @@ impl VitOps for Flex {
         let scale = (dh as f32).powf(-0.5);
         let (x, p, g) = (f32s(&qkv), f32s(&weights), f32s(&grad));
         // dQ, dK, dV of each head go straight into their columns of the `[B, S, 3D]` gradient.
-        let mut dqkv = vec![0.0f32; b * s * w];
-        let out = SyncPtr(dqkv.as_mut_ptr());
-        (0..b * heads).into_par_iter().for_each_init(
-            || vec![0.0f32; s * s],
-            |ds, task| {
+        // The three GEMMs of each (image, head) write its dQ, dK and dV columns of every row:
+        // together, all of dqkv.
+        let mut dqkv = Unfilled::new(b * s * w);
+        let out = dqkv.ptr();
+        (0..b * heads).into_par_iter().for_each(|task| {
+            SCRATCH.with_borrow_mut(|ds| {
+                ds.resize(s * s, 0.0);
                 let (bi, hi) = (task / heads, task % heads);
                 let at = bi * s * w + hi * dh;
                 let (q, k, v) = (&x[at..], &x[at + d..], &x[at + 2 * d..]);
@@ -142,6 +157,7 @@ impl VitOps for Flex {
                     [s, dh, s],
                     1.0,
                 );
+                let ds = &mut ds[..s * s];
                 simd(
                     #[inline(always)]
                     || {
@@ -163,9 +179,10 @@ impl VitOps for Flex {
                     [s, s, dh],
                     1.0,
                 );
-            },
-        );
-        tensor(dqkv, shape)
+            })
+        });
+        // SAFETY: see above.
+        tensor(unsafe { dqkv.assume_written() }, shape)
     }
 
     fn vit_gelu(x: FlexTensor) -> FlexTensor {
@@ -345,26 +362,24 @@ fn softmax_row(x: &mut [f32], scale: f32) {
 /// (image, head) per rayon task: the task's S x S scores stay in its core's cache from the first
 /// GEMM through the softmax to the second, and its output lands in its head's columns (no merge
 /// copy). With `weights` (`[B, h, S, S]`), the scores are written there, for the backward.
-fn attention_heads(qkv: &FlexTensor, heads: usize, weights: Option<&mut [f32]>) -> FlexTensor {
+fn attention_heads(qkv: &FlexTensor, heads: usize, weights: Option<SyncPtr>) -> FlexTensor {
     let shape = qkv.shape();
     let (b, s, w) = (shape[0], shape[1], shape[2]);
     let (d, dh) = (w / 3, w / 3 / heads);
     let scale = (dh as f32).powf(-0.5);
     let x = f32s(qkv);
-    let mut out = vec![0.0f32; b * s * d];
-    let dst = SyncPtr(out.as_mut_ptr());
-    let head = |task: usize, scores: &mut [f32]| {
+    let mut out = Unfilled::new(b * s * d);
+    let dst = out.ptr();
+    // `scores`: where the task's S x S scores go (written before they are read).
+    let head = |task: usize, scores: *mut f32| {
         let (bi, hi) = (task / heads, task % heads);
         let at = bi * s * w + hi * dh;
         // The scale goes into the GEMM: scores = (Q K^T) * scale.
-        let scores_mut = MatMut(scores.as_mut_ptr(), s as isize, 1);
-        gemm_one(
-            scores_mut,
-            Mat::rows(&x[at..], w),
-            Mat::rows(&x[at + d..], w).t(),
-            [s, dh, s],
-            scale,
-        );
+        let q = Mat::rows(&x[at..], w);
+        let k_t = Mat::rows(&x[at + d..], w).t();
+        gemm_one(MatMut(scores, s as isize, 1), q, k_t, [s, dh, s], scale);
+        // SAFETY: the GEMM above wrote these S x S elements; no other task touches them.
+        let scores = unsafe { std::slice::from_raw_parts_mut(scores, s * s) };
         simd(
             #[inline(always)]
             || {
@@ -375,24 +390,26 @@ fn attention_heads(qkv: &FlexTensor, heads: usize, weights: Option<&mut [f32]>) 
         );
         // SAFETY: each task writes only its image's rows and its head's columns of `out`.
         let o = MatMut(unsafe { dst.at(bi * s * d + hi * dh) }, d as isize, 1);
-        gemm_one(
-            o,
-            Mat::rows(scores, s),
-            Mat::rows(&x[at + 2 * d..], w),
-            [s, s, dh],
-            1.0,
-        );
+        let v = Mat::rows(&x[at + 2 * d..], w);
+        gemm_one(o, Mat::rows(scores, s), v, [s, s, dh], 1.0);
     };
-    match weights {
-        Some(weights) => weights
-            .par_chunks_mut(s * s)
-            .enumerate()
-            .for_each(|(task, scores)| head(task, scores)),
-        None => (0..b * heads)
-            .into_par_iter()
-            .for_each_init(|| vec![0.0f32; s * s], |scores, task| head(task, scores)),
-    }
-    tensor(out, Shape::new([b, s, d]))
+    (0..b * heads)
+        .into_par_iter()
+        .for_each(|task| match weights {
+            // SAFETY: task `task`'s block of the `[B, h, S, S]` weights.
+            Some(weights) => head(task, unsafe { weights.at(task * s * s) }),
+            None => SCRATCH.with_borrow_mut(|scores| {
+                scores.resize(s * s, 0.0);
+                head(task, scores.as_mut_ptr())
+            }),
+        });
+    // SAFETY: the heads' second GEMMs wrote every column of every row.
+    tensor(unsafe { out.assume_written() }, Shape::new([b, s, d]))
+}
+
+thread_local! {
+    /// Per-thread S x S scores of the attention kernels (reused: no allocation per head).
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// A raw output pointer shared by rayon tasks that write disjoint parts of one buffer.
@@ -488,37 +505,69 @@ fn matrix(t: &FlexTensor, [rows, cols]: [usize; 2]) -> (*const f32, isize, isize
     (data[layout.start_offset()..].as_ptr(), rs, cs)
 }
 
-/// `out = a b` (or `out += a b` with `accumulate`) for `a` `[m, k]`, `b` `[k, n]` and a dense
-/// row-major `out` `[m, n]`, in blocks of [`GEMM_ROWS`] rows, each GEMM on all threads.
+/// `x W` over the last axis of `x` (`[..., K]`, weight `[K, N]`), `epilogue` applied to the rows
+/// of each block right after its GEMM (see [`gemm_rows`]).
+fn linear_with(
+    x: FlexTensor,
+    weight: &FlexTensor,
+    epilogue: impl Fn(&mut [f32]) + Sync,
+) -> FlexTensor {
+    let mut shape = x.shape();
+    let last = shape.num_dims() - 1;
+    let (k, n) = (shape[last], weight.shape()[1]);
+    let m = shape.num_elements() / k.max(1);
+    let x = x.to_contiguous();
+    let out = gemm_rows(
+        matrix(&x, [m, k]),
+        matrix(weight, [k, n]),
+        [m, k, n],
+        Some(epilogue),
+    );
+    shape[last] = n;
+    tensor(out, shape)
+}
+
+/// `a b` for `a` `[m, k]`, `b` `[k, n]`, as a dense row-major `[m, n]` buffer, in blocks of
+/// [`GEMM_ROWS`] rows, each GEMM on all threads and followed by `epilogue` over the block's rows
+/// (split across threads while they are still in cache: the bias, GELU). The GEMM writes the
+/// buffer without reading it, so it is not zero-filled first.
 fn gemm_rows(
-    out: &mut [f32],
     (a, a_rs, a_cs): (*const f32, isize, isize),
     (b, b_rs, b_cs): (*const f32, isize, isize),
     [m, k, n]: [usize; 3],
-    accumulate: bool,
-) {
-    assert_eq!(out.len(), m * n);
+    epilogue: Option<impl Fn(&mut [f32]) + Sync>,
+) -> Vec<f32> {
+    if k == 0 {
+        let mut out = vec![0.0f32; m * n];
+        if let Some(f) = &epilogue {
+            f(&mut out);
+        }
+        return out;
+    }
+    let mut out = Unfilled::new(m * n);
+    let base = out.ptr();
     for start in (0..m).step_by(GEMM_ROWS) {
         let rows = GEMM_ROWS.min(m - start);
-        let dst = out[start * n..].as_mut_ptr();
+        // SAFETY: the block's rows lie within the m * n elements of `out`.
+        let block = unsafe { base.at(start * n) };
         // SAFETY: `a` (from `matrix`) spans m rows of stride a_rs and k columns of stride a_cs,
-        // so row `start` onwards is in bounds; `b` spans [k, n]; `dst` holds rows * n elements.
+        // so row `start` onwards is in bounds; `b` spans [k, n]; `block` has rows * n elements.
         unsafe {
             gemm::gemm(
                 rows,
                 n,
                 k,
-                dst,
+                block,
                 1,
                 n as isize,
-                accumulate,
+                false,
                 a.offset(start as isize * a_rs),
                 a_cs,
                 a_rs,
                 b,
                 b_cs,
                 b_rs,
-                1.0,
+                0.0,
                 1.0,
                 false,
                 false,
@@ -526,6 +575,47 @@ fn gemm_rows(
                 gemm::Parallelism::Rayon(0),
             );
         }
+        if let Some(f) = &epilogue {
+            // SAFETY: the GEMM has written the block.
+            let block = unsafe { std::slice::from_raw_parts_mut(block, rows * n) };
+            block.par_chunks_mut(rows_per_task(n) * n).for_each(|rows| {
+                simd(
+                    #[inline(always)]
+                    || f(rows),
+                )
+            });
+        }
+    }
+    // SAFETY: the blocks' GEMMs wrote all m rows.
+    unsafe { out.assume_written() }
+}
+
+/// A buffer of f32 that kernels write through raw pointers without zero-filling it first,
+/// handed over as a `Vec` once every element is written.
+struct Unfilled {
+    data: Vec<f32>,
+    len: usize,
+}
+
+impl Unfilled {
+    fn new(len: usize) -> Self {
+        Self {
+            data: Vec::with_capacity(len),
+            len,
+        }
+    }
+
+    /// Where the writers write (element 0).
+    fn ptr(&mut self) -> SyncPtr {
+        SyncPtr(self.data.as_mut_ptr())
+    }
+
+    /// # Safety
+    /// Every one of the `len` elements has been written.
+    unsafe fn assume_written(mut self) -> Vec<f32> {
+        // SAFETY: the capacity is `len` and the caller wrote every element.
+        unsafe { self.data.set_len(self.len) };
+        self.data
     }
 }
 

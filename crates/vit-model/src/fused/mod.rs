@@ -1,4 +1,5 @@
-//! The model's hot ops — LayerNorm, scaled softmax, GELU, multi-head attention, Linear —
+//! The model's hot ops — LayerNorm, scaled softmax, GELU, multi-head attention, Linear (and
+//! Linear + GELU) —
 //! forward and backward, through Burn's backend extension.
 //!
 //! On the Flex CPU backend (plain or under autodiff) each op is one multi-threaded, vectorised
@@ -50,6 +51,13 @@ pub trait VitOps: Backend {
     ) -> FloatTensor<Self>;
     /// `x W + b` over the last axis of `x` (`[..., K]`, weight `[K, N]`, bias `[N]`).
     fn vit_linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+    /// `gelu(x W + b)`: the MLP's first layer and activation, fused (the GELU runs on each
+    /// block of GEMM output while it is in cache).
+    fn vit_linear_gelu(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
@@ -207,6 +215,28 @@ pub fn linear(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
     y.reshape([b, s, n])
 }
 
+/// `gelu(linear(x))`, the MLP's first layer and its activation.
+///
+/// On Flex (f32, with a bias): one op, the GELU applied to each block of the GEMM's output while
+/// it is in cache (with the bias, in the same pass); in training one autodiff node. Elsewhere:
+/// [`linear`] then [`gelu`].
+///
+/// # Shapes
+/// - x: `[B, S, D]`; output: `[B, S, N]`
+pub fn linear_gelu(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
+    if let Some(bias) = &layer.bias
+        && on_flex(&x)
+        && x.dtype() == DType::F32
+    {
+        return Tensor::from_dispatch(<Dispatch as VitOps>::vit_linear_gelu(
+            x.into_dispatch(),
+            layer.weight.val().into_dispatch(),
+            bias.val().into_dispatch(),
+        ));
+    }
+    gelu(linear(layer, x))
+}
+
 // The same ops from Burn's primitives: the fallback for dtypes the kernels do not cover (the
 // kernels are f32) and the body of the second-order ops under autodiff.
 
@@ -340,6 +370,14 @@ fn linear_composed<B: Backend>(
     bias: FloatTensor<B>,
 ) -> FloatTensor<B> {
     B::linear(x, weight, Some(bias))
+}
+
+fn linear_gelu_composed<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: FloatTensor<B>,
+) -> FloatTensor<B> {
+    B::gelu(B::linear(x, weight, Some(bias)))
 }
 
 fn linear_backward_composed<B: Backend>(
