@@ -142,7 +142,10 @@ fn render(rows: &[(String, Value, Value)], threads: usize, steps: usize) -> Stri
     let mut s = format!(
         "Machine: {} ({threads} threads used by both sides), {}; vit: Burn 0.22 (`cpu` = \
          Flex with simd + rayon; mimalloc keeping freed memory); {torch}, timm {timm}, fp32, \
-         torch.set_num_threads({threads}). Median of {steps} steps after 2 warm-up steps.\n\n\
+         torch.set_num_threads({threads}). Median of {steps} steps after 2 warm-up steps. \
+         GFLOP/s: the full forward pass's FLOPs (`VitConfig::flops_per_image`, x3 for training) per \
+         second on both sides; vit runs a class-token model's last block for the class token only, so its \
+         column can exceed its GEMM's.\n\n\
          | case | vit backend | vit | PyTorch | vit / PyTorch | vit peak RSS | PyTorch peak RSS | vit GFLOP/s (of its GEMM) | PyTorch GFLOP/s (of its GEMM) |\n\
          |---|---|---|---|---|---|---|---|---|\n",
         cpu_model(),
