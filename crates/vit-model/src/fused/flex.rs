@@ -23,19 +23,12 @@ impl VitOps for Flex {
         if [x.dtype(), weight.dtype(), bias.dtype()] != [DType::F32; 3] {
             return super::linear_composed::<Flex>(x, weight, bias);
         }
-        let bias = bias.to_contiguous();
-        let bias = f32s(&bias);
-        linear_with(
+        linear_act(
             x,
             &weight,
+            &bias,
             #[inline(always)]
-            |rows| {
-                for row in rows.chunks_exact_mut(bias.len()) {
-                    for (v, &b) in row.iter_mut().zip(bias) {
-                        *v += b;
-                    }
-                }
-            },
+            |v| v,
         )
     }
 
@@ -43,20 +36,7 @@ impl VitOps for Flex {
         if [x.dtype(), weight.dtype(), bias.dtype()] != [DType::F32; 3] {
             return super::linear_gelu_composed::<Flex>(x, weight, bias);
         }
-        let bias = bias.to_contiguous();
-        let bias = f32s(&bias);
-        linear_with(
-            x,
-            &weight,
-            #[inline(always)]
-            |rows| {
-                for row in rows.chunks_exact_mut(bias.len()) {
-                    for (v, &b) in row.iter_mut().zip(bias) {
-                        *v = math::gelu(*v + b);
-                    }
-                }
-            },
-        )
+        linear_act(x, &weight, &bias, math::gelu)
     }
 
     fn vit_linear_backward(
@@ -505,23 +485,35 @@ fn matrix(t: &FlexTensor, [rows, cols]: [usize; 2]) -> (*const f32, isize, isize
     (data[layout.start_offset()..].as_ptr(), rs, cs)
 }
 
-/// `x W` over the last axis of `x` (`[..., K]`, weight `[K, N]`), `epilogue` applied to the rows
-/// of each block right after its GEMM (see [`gemm_rows`]).
-fn linear_with(
+/// `act(x W + b)` over the last axis of `x` (`[..., K]`, weight `[K, N]`, bias `[N]`): the
+/// bias and `act` applied to each block of rows right after its GEMM (see [`gemm_rows`]).
+/// `act` must be `#[inline(always)]` to be compiled for the CPU's SIMD.
+fn linear_act(
     x: FlexTensor,
     weight: &FlexTensor,
-    epilogue: impl Fn(&mut [f32]) + Sync,
+    bias: &FlexTensor,
+    act: impl Fn(f32) -> f32 + Sync,
 ) -> FlexTensor {
     let mut shape = x.shape();
     let last = shape.num_dims() - 1;
     let (k, n) = (shape[last], weight.shape()[1]);
     let m = shape.num_elements() / k.max(1);
-    let x = x.to_contiguous();
+    let (x, bias) = (x.to_contiguous(), bias.to_contiguous());
+    let bias = f32s(&bias);
     let out = gemm_rows(
         matrix(&x, [m, k]),
         matrix(weight, [k, n]),
         [m, k, n],
-        Some(epilogue),
+        Some(
+            #[inline(always)]
+            |rows: &mut [f32]| {
+                for row in rows.chunks_exact_mut(n) {
+                    for (v, &b) in row.iter_mut().zip(bias) {
+                        *v = act(*v + b);
+                    }
+                }
+            },
+        ),
     );
     shape[last] = n;
     tensor(out, shape)
