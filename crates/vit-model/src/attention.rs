@@ -61,20 +61,16 @@ impl Attention {
     /// - x: `[B, S, D]`
     /// - output: `[B, S, D]`, weights `[B, h, S, S]`
     pub fn forward(&self, x: Tensor<3>, return_weights: bool) -> (Tensor<3>, Option<Tensor<4>>) {
-        let d = x.dims()[2];
-        let h = self.num_heads;
+        let s = x.dims()[1];
         let qkv = fused::linear(&self.qkv, x);
         let dropout_active = self.attn_drop.prob > 0.0
             && self.attn_drop.training.is_enabled()
             && qkv.device().is_autodiff();
         let (out, weights) = if return_weights || dropout_active {
-            let [q, k, v] = fused::split_heads(qkv, h);
-            let scale = ((d / h) as f64).powf(-0.5);
-            let weights = fused::scaled_softmax(q.matmul(k.swap_dims(2, 3)), scale);
-            let out = self.attn_drop.forward(weights.clone()).matmul(v);
-            (fused::merge_heads(out), return_weights.then_some(weights))
+            let (out, weights) = self.explicit(qkv, s);
+            (out, return_weights.then_some(weights))
         } else {
-            (fused::multi_head_attention(qkv, h), None)
+            (fused::multi_head_attention(qkv, self.num_heads), None)
         };
         (
             self.proj_drop.forward(fused::linear(&self.proj, out)),
@@ -90,13 +86,22 @@ impl Attention {
     /// - x: `[B, S, D]`
     /// - output: `[B, n, D]`
     pub fn forward_queries(&self, x: Tensor<3>, n: usize) -> Tensor<3> {
-        let d = x.dims()[2];
+        let (out, _) = self.explicit(fused::linear(&self.qkv, x), n);
+        self.proj_drop.forward(fused::linear(&self.proj, out))
+    }
+
+    /// softmax(Q K^T / sqrt(Dh)) V for the first `n` queries, with Burn's matmuls, heads
+    /// merged; and the weights (before attention dropout).
+    ///
+    /// # Shapes
+    /// - qkv: `[B, S, 3D]`
+    /// - output: `[B, n, D]`, weights `[B, h, n, S]`
+    fn explicit(&self, qkv: Tensor<3>, n: usize) -> (Tensor<3>, Tensor<4>) {
         let h = self.num_heads;
-        let [q, k, v] = fused::split_heads(fused::linear(&self.qkv, x), h);
-        let scale = ((d / h) as f64).powf(-0.5);
+        let scale = ((qkv.dims()[2] / 3 / h) as f64).powf(-0.5);
+        let [q, k, v] = fused::split_heads(qkv, h);
         let weights = fused::scaled_softmax(q.narrow(2, 0, n).matmul(k.swap_dims(2, 3)), scale);
-        let out = self.attn_drop.forward(weights).matmul(v);
-        self.proj_drop
-            .forward(fused::linear(&self.proj, fused::merge_heads(out)))
+        let out = self.attn_drop.forward(weights.clone()).matmul(v);
+        (fused::merge_heads(out), weights)
     }
 }

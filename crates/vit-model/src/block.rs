@@ -65,10 +65,7 @@ impl Block {
         let (y, weights) = self
             .attn
             .forward(self.norm1.forward(x.clone()), return_weights);
-        let y = scale(&self.ls1, y);
-        let x = x + self.drop_path1.forward(y);
-        let y = scale(&self.ls2, self.mlp.forward(self.norm2.forward(x.clone())));
-        (x + self.drop_path2.forward(y), weights)
+        (self.residuals(x, y), weights)
     }
 
     /// The block's output for the first `n` tokens only (every token still attended to):
@@ -80,7 +77,12 @@ impl Block {
     /// - output: `[B, n, D]`
     pub fn forward_queries(&self, x: Tensor<3>, n: usize) -> Tensor<3> {
         let y = self.attn.forward_queries(self.norm1.forward(x.clone()), n);
-        let x = x.narrow(1, 0, n) + self.drop_path1.forward(scale(&self.ls1, y));
+        self.residuals(x.narrow(1, 0, n), y)
+    }
+
+    /// `x + drop_path(ls1(y))` for the attention output `y`, then the MLP branch on the sum.
+    fn residuals(&self, x: Tensor<3>, y: Tensor<3>) -> Tensor<3> {
+        let x = x + self.drop_path1.forward(scale(&self.ls1, y));
         let y = scale(&self.ls2, self.mlp.forward(self.norm2.forward(x.clone())));
         x + self.drop_path2.forward(y)
     }
