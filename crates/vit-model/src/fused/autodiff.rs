@@ -141,47 +141,7 @@ impl<B: Backend + VitOps, C: CheckpointStrategy> VitOps for Autodiff<B, C> {
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct Linear;
-
-        impl<B: Backend + VitOps> Backward<B, 3> for Linear {
-            /// Input, weight.
-            type State = (B::FloatTensorPrimitive, B::FloatTensorPrimitive);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 3>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let [node_x, node_w, node_b] = ops.parents;
-                let grad = grads.consume::<B>(&ops.node);
-                let (x, weight) = ops.state;
-                let (dx, dw, db) = B::vit_linear_backward(x, weight, grad);
-                for (node, g) in [(node_x, dx), (node_w, dw), (node_b, db)] {
-                    if let Some(node) = node {
-                        grads.register::<B>(node.id, g);
-                    }
-                }
-            }
-        }
-
-        match Linear
-            .prepare::<C>([x.node(), weight.node(), bias.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (input, w) = (x.primitive().clone(), weight.primitive().clone());
-                let output = B::vit_linear(input.clone(), w.clone(), bias.into_primitive());
-                prep.finish((input, w), output)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::vit_linear(
-                x.into_primitive(),
-                weight.into_primitive(),
-                bias.into_primitive(),
-            )),
-        }
+        linear::<B, C>(x, weight, bias, false)
     }
 
     fn vit_linear_gelu(
@@ -189,55 +149,7 @@ impl<B: Backend + VitOps, C: CheckpointStrategy> VitOps for Autodiff<B, C> {
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct LinearGelu;
-
-        impl<B: Backend + VitOps> Backward<B, 3> for LinearGelu {
-            /// Input, weight, pre-activation `x W + b`.
-            type State = (
-                B::FloatTensorPrimitive,
-                B::FloatTensorPrimitive,
-                B::FloatTensorPrimitive,
-            );
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 3>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let [node_x, node_w, node_b] = ops.parents;
-                let grad = grads.consume::<B>(&ops.node);
-                let (x, weight, pre) = ops.state;
-                let grad = B::vit_gelu_backward(pre, grad);
-                let (dx, dw, db) = B::vit_linear_backward(x, weight, grad);
-                for (node, g) in [(node_x, dx), (node_w, dw), (node_b, db)] {
-                    if let Some(node) = node {
-                        grads.register::<B>(node.id, g);
-                    }
-                }
-            }
-        }
-
-        match LinearGelu
-            .prepare::<C>([x.node(), weight.node(), bias.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                // The backward needs the pre-activation, so training runs the two kernels
-                // (the GELU's output is a buffer of its own either way).
-                let (input, w) = (x.primitive().clone(), weight.primitive().clone());
-                let pre = B::vit_linear(input.clone(), w.clone(), bias.into_primitive());
-                let output = B::vit_gelu(pre.clone());
-                prep.finish((input, w, pre), output)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::vit_linear_gelu(
-                x.into_primitive(),
-                weight.into_primitive(),
-                bias.into_primitive(),
-            )),
-        }
+        linear::<B, C>(x, weight, bias, true)
     }
 
     fn vit_linear_backward(
@@ -305,5 +217,73 @@ impl<B: Backend + VitOps, C: CheckpointStrategy> VitOps for Autodiff<B, C> {
         scale: f64,
     ) -> FloatTensor<Self> {
         super::softmax_backward_composed::<Self>(y, grad, scale)
+    }
+}
+
+/// Linear, with `gelu` followed by GELU, as one autodiff node.
+fn linear<B: Backend + VitOps, C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<B, C>>,
+    weight: FloatTensor<Autodiff<B, C>>,
+    bias: FloatTensor<Autodiff<B, C>>,
+    gelu: bool,
+) -> FloatTensor<Autodiff<B, C>> {
+    #[derive(Debug)]
+    struct Linear;
+
+    impl<B: Backend + VitOps> Backward<B, 3> for Linear {
+        /// Input, weight and, when GELU follows, the pre-activation `x W + b`.
+        type State = (
+            B::FloatTensorPrimitive,
+            B::FloatTensorPrimitive,
+            Option<B::FloatTensorPrimitive>,
+        );
+
+        fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+            let [node_x, node_w, node_b] = ops.parents;
+            let grad = grads.consume::<B>(&ops.node);
+            let (x, weight, pre) = ops.state;
+            let grad = match pre {
+                Some(pre) => B::vit_gelu_backward(pre, grad),
+                None => grad,
+            };
+            let (dx, dw, db) = B::vit_linear_backward(x, weight, grad);
+            for (node, g) in [(node_x, dx), (node_w, dw), (node_b, db)] {
+                if let Some(node) = node {
+                    grads.register::<B>(node.id, g);
+                }
+            }
+        }
+    }
+
+    match Linear
+        .prepare::<C>([x.node(), weight.node(), bias.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let (input, w) = (x.primitive().clone(), weight.primitive().clone());
+            let output = B::vit_linear(input.clone(), w.clone(), bias.into_primitive());
+            if gelu {
+                // The backward needs the pre-activation, so training runs the two kernels
+                // (the GELU's output is a buffer of its own either way).
+                // The clone keeps the kernel from writing GELU into the pre-activation's buffer.
+                let y = B::vit_gelu(output.clone());
+                prep.finish((input, w, Some(output)), y)
+            } else {
+                prep.finish((input, w, None), output)
+            }
+        }
+        OpsKind::UnTracked(prep) => {
+            let (x, w, b) = (
+                x.into_primitive(),
+                weight.into_primitive(),
+                bias.into_primitive(),
+            );
+            prep.finish(if gelu {
+                B::vit_linear_gelu(x, w, b)
+            } else {
+                B::vit_linear(x, w, b)
+            })
+        }
     }
 }

@@ -112,9 +112,8 @@ impl VitOps for Flex {
         let (d, dh) = (w / 3, w / 3 / heads);
         let scale = (dh as f32).powf(-0.5);
         let (x, p, g) = (f32s(&qkv), f32s(&weights), f32s(&grad));
-        // dQ, dK, dV of each head go straight into their columns of the `[B, S, 3D]` gradient.
-        // The three GEMMs of each (image, head) write its dQ, dK and dV columns of every row:
-        // together, all of dqkv.
+        // Each (image, head)'s three GEMMs write its dQ, dK and dV straight into their columns
+        // of every row of the `[B, S, 3D]` gradient: together, all of it.
         let mut dqkv = Unfilled::new(b * s * w);
         let out = dqkv.ptr();
         (0..b * heads).into_par_iter().for_each(|task| {
@@ -142,10 +141,7 @@ impl VitOps for Flex {
                     #[inline(always)]
                     || {
                         for (g, y) in ds.chunks_exact_mut(s).zip(p.chunks_exact(s)) {
-                            let dot = sum3(y, g, y, |y, g, _| y * g);
-                            for (g, &y) in g.iter_mut().zip(y) {
-                                *g = scale * y * (*g - dot);
-                            }
+                            softmax_backward_row(g, y, scale);
                         }
                     },
                 );
@@ -207,16 +203,14 @@ impl VitOps for Flex {
         let (gamma, beta) = (f32s(&gamma), f32s(&beta));
         let d = gamma.len();
         let eps = eps as f32;
-        par_in_place(
+        par_rows(
             owned(x),
-            rows_per_task(d) * d,
+            d,
             #[inline(always)]
-            |rows| {
-                for x in rows.chunks_exact_mut(d) {
-                    let (mean, rstd) = moments(x, eps);
-                    for ((x, &g), &b) in x.iter_mut().zip(gamma).zip(beta) {
-                        *x = (*x - mean) * rstd * g + b;
-                    }
+            |x| {
+                let (mean, rstd) = moments(x, eps);
+                for ((x, &g), &b) in x.iter_mut().zip(gamma).zip(beta) {
+                    *x = (*x - mean) * rstd * g + b;
                 }
             },
         )
@@ -288,15 +282,11 @@ impl VitOps for Flex {
         }
         let d = x.shape()[x.shape().num_dims() - 1];
         let scale = scale as f32;
-        par_in_place(
+        par_rows(
             owned(x),
-            rows_per_task(d) * d,
+            d,
             #[inline(always)]
-            |rows| {
-                for x in rows.chunks_exact_mut(d) {
-                    softmax_row(x, scale);
-                }
-            },
+            |x| softmax_row(x, scale),
         )
     }
 
@@ -314,10 +304,7 @@ impl VitOps for Flex {
             #[inline(always)]
             |g, y| {
                 for (g, y) in g.chunks_exact_mut(d).zip(y.chunks_exact(d)) {
-                    let dot = sum3(y, g, y, |y, g, _| y * g);
-                    for (g, &y) in g.iter_mut().zip(y) {
-                        *g = scale * y * (*g - dot);
-                    }
+                    softmax_backward_row(g, y, scale);
                 }
             },
         )
@@ -335,6 +322,16 @@ fn softmax_row(x: &mut [f32], scale: f32) {
     let inv = 1.0 / sum3(x, x, x, |v, _, _| v);
     for v in x.iter_mut() {
         *v *= inv;
+    }
+}
+
+/// The gradient of `softmax(x * scale)` for one row, from its output `y`, in place over the
+/// output gradient `g`: `scale * y * (g - sum(g * y))`.
+#[inline(always)]
+fn softmax_backward_row(g: &mut [f32], y: &[f32], scale: f32) {
+    let dot = sum3(y, g, y, |y, g, _| y * g);
+    for (g, &y) in g.iter_mut().zip(y) {
+        *g = scale * y * (*g - dot);
     }
 }
 
@@ -623,6 +620,21 @@ fn par_in_place(mut out: FlexTensor, chunk: usize, f: impl Fn(&mut [f32]) + Sync
             )
         });
     out
+}
+
+/// Runs `f` on every row (`d` elements) of `out`'s buffer, in place: [`par_in_place`] over
+/// whole rows (`f` must be `#[inline(always)]`).
+fn par_rows(out: FlexTensor, d: usize, f: impl Fn(&mut [f32]) + Sync) -> FlexTensor {
+    par_in_place(
+        out,
+        rows_per_task(d) * d,
+        #[inline(always)]
+        |rows| {
+            for row in rows.chunks_exact_mut(d) {
+                f(row);
+            }
+        },
+    )
 }
 
 /// [`par_in_place`] with the matching pieces of a second input.

@@ -199,14 +199,11 @@ pub fn merge_heads(x: Tensor<4>) -> Tensor<3> {
 /// # Shapes
 /// - x: `[B, S, D]`; output: `[B, S, N]`
 pub fn linear(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
-    if let Some(bias) = &layer.bias
-        && on_flex(&x)
-        && x.dtype() == DType::F32
-    {
+    if let Some([weight, bias]) = kernel_params(layer, &x) {
         return Tensor::from_dispatch(<Dispatch as VitOps>::vit_linear(
             x.into_dispatch(),
-            layer.weight.val().into_dispatch(),
-            bias.val().into_dispatch(),
+            weight,
+            bias,
         ));
     }
     let [b, s, d] = x.dims();
@@ -224,17 +221,26 @@ pub fn linear(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
 /// # Shapes
 /// - x: `[B, S, D]`; output: `[B, S, N]`
 pub fn linear_gelu(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
-    if let Some(bias) = &layer.bias
-        && on_flex(&x)
-        && x.dtype() == DType::F32
-    {
+    if let Some([weight, bias]) = kernel_params(layer, &x) {
         return Tensor::from_dispatch(<Dispatch as VitOps>::vit_linear_gelu(
             x.into_dispatch(),
-            layer.weight.val().into_dispatch(),
-            bias.val().into_dispatch(),
+            weight,
+            bias,
         ));
     }
     gelu(linear(layer, x))
+}
+
+/// `layer`'s weight and bias for the Flex Linear kernels, when they apply to `x` (f32 on Flex,
+/// a layer with a bias).
+fn kernel_params(layer: &Linear, x: &Tensor<3>) -> Option<[FloatTensor<Dispatch>; 2]> {
+    let bias = layer.bias.as_ref()?;
+    (on_flex(x) && x.dtype() == DType::F32).then(|| {
+        [
+            layer.weight.val().into_dispatch(),
+            bias.val().into_dispatch(),
+        ]
+    })
 }
 
 // The same ops from Burn's primitives: the fallback for dtypes the kernels do not cover (the
