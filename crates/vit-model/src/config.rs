@@ -163,37 +163,68 @@ impl VitConfig {
         2 * (patch + self.depth as u64 * (attn + mlp) + head)
     }
 
-    /// Checks that the options describe a buildable model.
+    /// Checks that the options describe a buildable model. Each message starts with the
+    /// field's name as written in a config (`drop_rate = 1.5: ...`), so a caller can prefix
+    /// its section (`model.drop_rate`).
     pub fn validate(&self) -> Result<(), VitError> {
         let bad = |msg: String| Err(VitError::InvalidConfig(msg));
         let [h, w] = self.image_size;
         let [ph, pw] = self.patch_size;
-        if ph == 0 || pw == 0 || h == 0 || w == 0 {
+        if h == 0 || w == 0 {
             return bad(format!(
-                "image_size {:?} and patch_size {:?} must be positive",
-                self.image_size, self.patch_size
+                "image_size = {:?}: must be positive",
+                self.image_size
+            ));
+        }
+        if ph == 0 || pw == 0 {
+            return bad(format!(
+                "patch_size = {:?}: must be positive",
+                self.patch_size
             ));
         }
         if !h.is_multiple_of(ph) || !w.is_multiple_of(pw) {
             return bad(format!(
-                "patch_size {:?} must divide image_size {:?}",
+                "patch_size = {:?}: must divide image_size {:?}",
                 self.patch_size, self.image_size
             ));
         }
-        if self.in_channels == 0 || self.embed_dim == 0 || self.num_heads == 0 {
-            return bad("in_channels, embed_dim and num_heads must be positive".into());
+        for (name, v) in [
+            ("in_channels", self.in_channels),
+            ("embed_dim", self.embed_dim),
+            ("num_heads", self.num_heads),
+        ] {
+            if v == 0 {
+                return bad(format!("{name} = 0: must be positive"));
+            }
         }
         if !self.embed_dim.is_multiple_of(self.num_heads) {
             return bad(format!(
-                "num_heads {} must divide embed_dim {}",
+                "num_heads = {}: must divide embed_dim {}",
                 self.num_heads, self.embed_dim
             ));
         }
-        if self.mlp_hidden() == 0 {
-            return bad("the MLP hidden width (mlp_dim or mlp_ratio * embed_dim) is 0".into());
+        match self.mlp_dim {
+            Some(0) => return bad("mlp_dim = 0: must be positive".into()),
+            Some(_) => {}
+            None if !(self.mlp_ratio.is_finite() && self.mlp_ratio > 0.0) => {
+                return bad(format!(
+                    "mlp_ratio = {}: must be a positive number",
+                    self.mlp_ratio
+                ));
+            }
+            None if self.mlp_hidden() == 0 => {
+                return bad(format!(
+                    "mlp_ratio = {}: the MLP hidden width (mlp_ratio * embed_dim) is 0",
+                    self.mlp_ratio
+                ));
+            }
+            None => {}
         }
         if self.pool == Pool::Token && !self.class_token {
-            return bad("pool = \"token\" needs class_token = true; use pool = \"mean\"".into());
+            return bad("pool = \"token\": needs class_token = true; use pool = \"mean\"".into());
+        }
+        if self.representation_size == Some(0) {
+            return bad("representation_size = 0: must be positive (or left out)".into());
         }
         for (name, p) in [
             ("drop_rate", self.drop_rate),
@@ -201,11 +232,16 @@ impl VitConfig {
             ("drop_path_rate", self.drop_path_rate),
         ] {
             if !(0.0..1.0).contains(&p) {
-                return bad(format!("{name} = {p} must be in [0, 1)"));
+                return bad(format!("{name} = {p}: must be in [0, 1)"));
             }
         }
-        if self.norm_eps.is_nan() || self.norm_eps <= 0.0 {
-            return bad(format!("norm_eps = {} must be positive", self.norm_eps));
+        if let Some(v) = self.layer_scale_init
+            && !v.is_finite()
+        {
+            return bad(format!("layer_scale_init = {v}: must be a finite number"));
+        }
+        if !(self.norm_eps.is_finite() && self.norm_eps > 0.0) {
+            return bad(format!("norm_eps = {}: must be positive", self.norm_eps));
         }
         Ok(())
     }

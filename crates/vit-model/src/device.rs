@@ -35,10 +35,10 @@ fn compiled(name: &str) -> bool {
     }
 }
 
-/// The device for `name`: `cpu`/`flex`, `ndarray`, `wgpu`, `vulkan`, `metal`, `cuda`
-/// (optionally `cuda:N` for the N-th GPU). The error names the features this binary was
-/// built with when the backend is not among them.
-pub fn device_from_name(name: &str) -> Result<Device, VitError> {
+/// Splits a device name into its backend and index (`cuda:1` -> (`cuda`, 1); `cpu` is
+/// `flex`), checking that the backend is one this crate knows, whether or not this binary was
+/// built with it. A recipe's device is checked with this when it is loaded.
+pub fn parse_device_name(name: &str) -> Result<(&'static str, &'static str, usize), VitError> {
     let (base, index) = match name.split_once(':') {
         Some((b, i)) => {
             let i = i.parse::<usize>().map_err(|_| {
@@ -49,12 +49,20 @@ pub fn device_from_name(name: &str) -> Result<Device, VitError> {
         None => (name, 0),
     };
     let base = if base == "cpu" { "flex" } else { base };
-    let Some((_, feature)) = BACKENDS.iter().find(|(n, _)| *n == base) else {
+    let Some(&(base, feature)) = BACKENDS.iter().find(|(n, _)| *n == base) else {
         return Err(VitError::Device(format!(
             "unknown device `{name}`; expected one of cpu, {}",
             BACKENDS.iter().map(|b| b.0).collect::<Vec<_>>().join(", ")
         )));
     };
+    Ok((base, feature, index))
+}
+
+/// The device for `name`: `cpu`/`flex`, `ndarray`, `wgpu`, `vulkan`, `metal`, `cuda`
+/// (optionally `cuda:N` for the N-th GPU). The error names the features this binary was
+/// built with when the backend is not among them.
+pub fn device_from_name(name: &str) -> Result<Device, VitError> {
+    let (base, feature, index) = parse_device_name(name)?;
     if !compiled(base) {
         return Err(VitError::Device(format!(
             "device `{name}` needs the cargo feature `{feature}`, but this binary was built with \

@@ -71,7 +71,7 @@ fn invalid_configs_are_rejected_with_the_field() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("patch_size [15, 16] must divide image_size [224, 224]"),
+        err.contains("patch_size = [15, 16]: must divide image_size [224, 224]"),
         "{err}"
     );
     let err = VitConfig::new()
@@ -80,7 +80,7 @@ fn invalid_configs_are_rejected_with_the_field() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("num_heads 5 must divide embed_dim 768"),
+        err.contains("num_heads = 5: must divide embed_dim 768"),
         "{err}"
     );
     let err = VitConfig::new()

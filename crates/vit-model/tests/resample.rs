@@ -82,7 +82,7 @@ fn set_image_size_runs_a_224_model_at_384() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("patch_size [16, 16] must divide image_size [100, 100]"),
+        err.contains("patch_size = [16, 16]: must divide image_size [100, 100]"),
         "{err}"
     );
 }

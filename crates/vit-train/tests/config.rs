@@ -74,7 +74,7 @@ fn unknown_keys_and_wrong_types_name_the_key() {
     assert!(err.contains("train.lr"), "{err}");
     let err = load_err(|t| t.replace("num_heads = 2", "num_heads = 3"), &[]);
     assert!(
-        err.contains("num_heads 3 must divide embed_dim 32"),
+        err.contains("model.num_heads = 3: must divide embed_dim 32"),
         "{err}"
     );
     let err = load_err(|t| t.replace("mean = [0.2860]", "mean = [0.2, 0.3]"), &[]);
@@ -88,4 +88,135 @@ fn missing_config_file_is_named() {
         Config::load(Path::new("/nonexistent/x.toml"), &[]).unwrap_err()
     );
     assert!(err.contains("/nonexistent/x.toml"), "{err}");
+}
+
+/// Every recipe value out of its range, one at a time: each is rejected when the recipe is
+/// loaded, and the error names the file, the key and the value.
+#[test]
+fn every_field_out_of_range_is_named() {
+    let dir = temp_dir("cfg-walk");
+    let path = dir.join("walk.toml");
+    std::fs::write(&path, recipe_text(&dir)).unwrap();
+    // (override, the key and value the error must show)
+    let cases: &[(&str, &str)] = &[
+        ("model.image_size=[0, 28]", "model.image_size = [0, 28]"),
+        ("model.image_size=[30, 30]", "model.patch_size = [7, 7]"),
+        ("model.patch_size=[0, 7]", "model.patch_size = [0, 7]"),
+        ("model.in_channels=0", "model.in_channels = 0"),
+        ("model.num_classes=0", "model.num_classes = 0"),
+        ("model.embed_dim=0", "model.embed_dim = 0"),
+        ("model.depth=0", "model.depth = 0"),
+        ("model.num_heads=0", "model.num_heads = 0"),
+        ("model.num_heads=5", "model.num_heads = 5"),
+        ("model.mlp_ratio=-1.0", "model.mlp_ratio = -1"),
+        ("model.mlp_ratio=nan", "model.mlp_ratio = NaN"),
+        ("model.mlp_dim=0", "model.mlp_dim = 0"),
+        ("model.class_token=false", "model.pool = \"token\""),
+        (
+            "model.representation_size=0",
+            "model.representation_size = 0",
+        ),
+        ("model.drop_rate=1.0", "model.drop_rate = 1"),
+        ("model.attn_drop_rate=-0.1", "model.attn_drop_rate = -0.1"),
+        ("model.drop_path_rate=nan", "model.drop_path_rate = NaN"),
+        ("model.layer_scale_init=inf", "model.layer_scale_init = inf"),
+        ("model.norm_eps=0.0", "model.norm_eps = 0"),
+        ("data.train=\"\"", "data.train = \"\""),
+        ("data.test=\"\"", "data.test = \"\""),
+        ("data.val=\"\"", "data.val = \"\""),
+        ("data.val_fraction=1.0", "data.val_fraction = 1"),
+        ("data.train_limit=0", "data.train_limit = 0"),
+        ("data.train_per_class=0", "data.train_per_class = 0"),
+        ("data.val_limit=0", "data.val_limit = 0"),
+        ("data.classes=[\"a\"]", "data.classes = [1 names]"),
+        ("data.mean=[nan]", "data.mean = [NaN]"),
+        ("data.mean=[0.1, 0.2]", "data.mean = [0.1, 0.2]"),
+        ("data.std=[0.0]", "data.std = [0.0]"),
+        ("data.std=[0.3, 0.3]", "data.std = [0.3, 0.3]"),
+        ("data.workers=0", "data.workers = 0"),
+        (
+            "data.augment.crop_padding=29",
+            "data.augment.crop_padding = 29",
+        ),
+        (
+            "data.augment.rrc_scale=[1.0, 0.08]",
+            "data.augment.rrc_scale = [1.0, 0.08]",
+        ),
+        (
+            "data.augment.rrc_scale=[0.0, 1.0]",
+            "data.augment.rrc_scale = [0.0, 1.0]",
+        ),
+        (
+            "data.augment.rrc_ratio=[-1.0, 2.0]",
+            "data.augment.rrc_ratio = [-1.0, 2.0]",
+        ),
+        ("data.augment.rand_ops=17", "data.augment.rand_ops = 17"),
+        (
+            "data.augment.rand_magnitude=11.0",
+            "data.augment.rand_magnitude = 11",
+        ),
+        (
+            "data.augment.erase_prob=1.5",
+            "data.augment.erase_prob = 1.5",
+        ),
+        (
+            "data.augment.mixup_alpha=-0.2",
+            "data.augment.mixup_alpha = -0.2",
+        ),
+        (
+            "data.augment.cutmix_alpha=inf",
+            "data.augment.cutmix_alpha = inf",
+        ),
+        ("train.epochs=0", "train.epochs = 0"),
+        ("train.max_steps=0", "train.max_steps = 0"),
+        ("train.batch_size=0", "train.batch_size = 0"),
+        ("train.batch_size=33", "train.batch_size = 33"),
+        ("train.accum_steps=0", "train.accum_steps = 0"),
+        ("train.lr=0.0", "train.lr = 0"),
+        ("train.lr=nan", "train.lr = NaN"),
+        ("train.min_lr=-1e-5", "train.min_lr = -0.00001"),
+        ("train.min_lr=1.0", "train.min_lr = 1"),
+        ("train.weight_decay=-0.05", "train.weight_decay = -0.05"),
+        ("train.beta1=1.0", "train.beta1 = 1"),
+        ("train.beta2=-0.1", "train.beta2 = -0.1"),
+        ("train.eps=0.0", "train.eps = 0"),
+        ("train.momentum=1.5", "train.momentum = 1.5"),
+        ("train.clip_grad_norm=0.0", "train.clip_grad_norm = 0"),
+        ("train.layer_decay=1.5", "train.layer_decay = 1.5"),
+        ("train.label_smoothing=1.0", "train.label_smoothing = 1"),
+        ("train.device=\"gpu\"", "train.device = \"gpu\""),
+        ("train.device=\"cuda:x\"", "train.device = \"cuda:x\""),
+        ("output.dir=\"\"", "output.dir = \"\""),
+        // Enums and types are serde's: the key is named all the same.
+        ("train.optimizer=\"adam\"", "train.optimizer"),
+        ("train.schedule=\"step\"", "train.schedule"),
+        ("data.format=\"csv\"", "data.format"),
+        ("data.on_bad_image=\"ignore\"", "data.on_bad_image"),
+        ("model.pool=\"max\"", "model.pool"),
+        ("train.checkpoint_every=-1", "train.checkpoint_every"),
+    ];
+    for (set, want) in cases {
+        let err = match Config::load(&path, &[set.to_string()]) {
+            Ok(_) => panic!("--set {set} was accepted"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(
+            err.contains("walk.toml") && err.contains(want),
+            "--set {set}: the error should name `{want}`: {err}"
+        );
+    }
+    // Several problems are reported together.
+    let err = format!(
+        "{:#}",
+        Config::load(
+            &path,
+            &["train.lr=-1.0".into(), "data.augment.erase_prob=2.0".into()]
+        )
+        .unwrap_err()
+    );
+    assert!(
+        err.contains("2 invalid values") && err.contains("train.lr") && err.contains("erase_prob"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,11 +1,14 @@
 //! The TOML recipe: `[model]`, `[data]`, `[train]`, `[output]`, and `[finetune]` to start
 //! from pretrained weights (which also switches the `[train]` defaults to the paper's
-//! fine-tuning recipe, [`FINETUNE_DEFAULTS`]). Unknown keys are rejected;
-//! errors name the file, the key and what was expected. `--set key=value` overrides any key.
+//! fine-tuning recipe, [`FINETUNE_DEFAULTS`]). Unknown keys are rejected, and every value
+//! is checked against its allowed range ([`rules`]) when the recipe is loaded; errors name
+//! the file, the key, the value and what was expected. `--set key=value` overrides any key.
+
+pub mod rules;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use vit_model::{Pool, ResampleMode, VitConfig, WeightFormat};
 
@@ -148,7 +151,7 @@ impl ModelSection {
             // An explicit ratio wins over the preset's hidden width.
             c.mlp_dim = None;
         }
-        c.validate().context("[model]")?;
+        c.validate().map_err(rules::model_error)?;
         Ok(c)
     }
 
@@ -364,6 +367,9 @@ pub struct TrainSection {
     pub seed: u64,
     /// Validate (and checkpoint) every N steps as well as at each epoch end; 0 = epoch ends only.
     pub eval_every: usize,
+    /// Write the `last` checkpoint every N steps, without validating (an ImageNet epoch is
+    /// hours); 0 = only where the run validates.
+    pub checkpoint_every: usize,
     /// Device name (`cpu`, `wgpu`, `cuda`, ...).
     pub device: String,
 }
@@ -390,6 +396,7 @@ impl Default for TrainSection {
             label_smoothing: 0.0,
             seed: 42,
             eval_every: 0,
+            checkpoint_every: 0,
             device: "cpu".into(),
         }
     }
@@ -450,53 +457,9 @@ impl Config {
         })
     }
 
-    /// Cross-field checks serde cannot make.
+    /// Every value within its allowed range ([`rules::check`]).
     pub fn check(&self) -> Result<()> {
-        let model = self.model.vit_config()?;
-        let c = model.in_channels;
-        if self.data.mean.len() != c || self.data.std.len() != c {
-            bail!(
-                "data.mean and data.std need one value per input channel ({c}); got {} and {}",
-                self.data.mean.len(),
-                self.data.std.len()
-            );
-        }
-        if self.data.std.iter().any(|&s| s <= 0.0) {
-            bail!("data.std values must be positive");
-        }
-        let t = &self.train;
-        if t.batch_size == 0 || t.accum_steps == 0 || !t.batch_size.is_multiple_of(t.accum_steps) {
-            bail!(
-                "train.batch_size ({}) must be a positive multiple of train.accum_steps ({})",
-                t.batch_size,
-                t.accum_steps
-            );
-        }
-        if t.lr.is_nan() || t.lr <= 0.0 {
-            bail!("train.lr must be positive, got {}", t.lr);
-        }
-        if !(0.0..1.0).contains(&t.label_smoothing) {
-            bail!(
-                "train.label_smoothing must be in [0, 1), got {}",
-                t.label_smoothing
-            );
-        }
-        if let Some(d) = t.layer_decay
-            && !(d > 0.0 && d <= 1.0)
-        {
-            bail!("train.layer_decay must be in (0, 1], got {d}");
-        }
-        if let Some(f) = &self.finetune {
-            f.format()?;
-            f.resample()?;
-        }
-        if !(0.0..1.0).contains(&self.data.val_fraction) {
-            bail!(
-                "data.val_fraction must be in [0, 1), got {}",
-                self.data.val_fraction
-            );
-        }
-        Ok(())
+        rules::check(self)
     }
 }
 
