@@ -65,7 +65,7 @@ fn rename(rest: &str) -> Option<String> {
 
 /// Translates an HF ViT or DINOv2 state dict (keys under `prefix`) into timm names. Keys
 /// that have no timm counterpart keep their HF names, so the load reports them by name.
-pub fn hf_to_timm(dict: StateDict, prefix: &str) -> StateDict {
+pub fn hf_to_timm(dict: StateDict, prefix: &str) -> Result<StateDict, String> {
     let mut out = StateDict::new();
     // blocks.i.attn.{weight,bias} -> [query, key, value] parts, fused below.
     let mut qkv: BTreeMap<(usize, &'static str), [Option<TensorData>; 3]> = BTreeMap::new();
@@ -97,7 +97,10 @@ pub fn hf_to_timm(dict: StateDict, prefix: &str) -> StateDict {
         let name = format!("blocks.{index}.attn.qkv.{kind}");
         match parts {
             [Some(q), Some(k), Some(v)] => {
-                out.insert(name, cat0(&[q, k, v]));
+                let fused = cat0(&[q, k, v]).map_err(|e| {
+                    format!("layer {index}'s attention query/key/value {kind}s: {e}")
+                })?;
+                out.insert(name, fused);
             }
             // An incomplete triple: keep what is there under HF names for the report.
             parts => {
@@ -114,7 +117,7 @@ pub fn hf_to_timm(dict: StateDict, prefix: &str) -> StateDict {
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// A transformers 5 name in transformers 4's spelling (the inverse of transformers 5's

@@ -6,6 +6,8 @@
 //! `query/key/value` `[D, heads, head_dim]` (fused into timm's `qkv` rows `[q; k; v]`), `out`
 //! `[heads, head_dim, D]`.
 
+use burn::tensor::TensorData;
+
 use super::StateDict;
 use super::layout::{cat0, permute, reshape, transpose};
 
@@ -13,13 +15,36 @@ use super::layout::{cat0, permute, reshape, transpose};
 pub const MARKER: &str = "Transformer/posembed_input/pos_embedding";
 
 /// Translates a JAX ViT checkpoint (keys under `prefix`) into timm names and layouts. Keys
-/// with no timm counterpart keep their JAX names, so the load reports them by name.
-pub fn jax_to_timm(mut dict: StateDict, prefix: &str) -> StateDict {
+/// with no timm counterpart keep their JAX names, so the load reports them by name. An array
+/// whose shape the translation cannot take (a 2-D conv kernel, say) is an error naming it.
+pub fn jax_to_timm(mut dict: StateDict, prefix: &str) -> Result<StateDict, String> {
     let mut out = StateDict::new();
-    let mut take = |name: &str| dict.remove(&format!("{prefix}{name}"));
+    // (name in the file, tensor).
+    let mut take = |name: &str| {
+        let key = format!("{prefix}{name}");
+        dict.remove(&key).map(|t| (key, t))
+    };
+    // The array's name on a layout error.
+    fn named(key: &str) -> impl Fn(String) -> String + '_ {
+        move |e| format!("array `{key}` {e}")
+    }
+    let rank = |key: &str, t: &TensorData, r: usize, what: &str| {
+        if t.shape().len() == r {
+            Ok(())
+        } else {
+            Err(format!(
+                "array `{key}` has shape {:?}; expected {r} axes ({what})",
+                t.shape().to_vec()
+            ))
+        }
+    };
 
-    if let Some(k) = take("embedding/kernel") {
-        out.insert("patch_embed.proj.weight".into(), permute(&k, &[3, 2, 0, 1]));
+    if let Some((key, k)) = take("embedding/kernel") {
+        rank(&key, &k, 4, "an HWIO conv kernel")?;
+        out.insert(
+            "patch_embed.proj.weight".into(),
+            permute(&k, &[3, 2, 0, 1]).map_err(named(&key))?,
+        );
     }
     let direct = [
         ("embedding/bias", "patch_embed.proj.bias"),
@@ -31,7 +56,7 @@ pub fn jax_to_timm(mut dict: StateDict, prefix: &str) -> StateDict {
         ("pre_logits/bias", "pre_logits.fc.bias"),
     ];
     for (jax, timm) in direct {
-        if let Some(t) = take(jax) {
+        if let Some((_, t)) = take(jax) {
             out.insert(timm.into(), t);
         }
     }
@@ -39,8 +64,9 @@ pub fn jax_to_timm(mut dict: StateDict, prefix: &str) -> StateDict {
         ("head/kernel", "head.weight"),
         ("pre_logits/kernel", "pre_logits.fc.weight"),
     ] {
-        if let Some(t) = take(jax) {
-            out.insert(timm.into(), transpose(&t));
+        if let Some((key, t)) = take(jax) {
+            rank(&key, &t, 2, "an [in, out] Dense kernel")?;
+            out.insert(timm.into(), transpose(&t).map_err(named(&key))?);
         }
     }
 
@@ -53,58 +79,70 @@ pub fn jax_to_timm(mut dict: StateDict, prefix: &str) -> StateDict {
         let b = format!("blocks.{i}.");
         for (ln, norm) in [("LayerNorm_0", "norm1"), ("LayerNorm_2", "norm2")] {
             for (jax, timm) in [("scale", "weight"), ("bias", "bias")] {
-                if let Some(t) = take(&format!("{block}{ln}/{jax}")) {
+                if let Some((_, t)) = take(&format!("{block}{ln}/{jax}")) {
                     out.insert(format!("{b}{norm}.{timm}"), t);
                 }
             }
         }
         // [D, h, dh] kernels -> [h*dh, D] rows, fused q; k; v.
-        let rows = |t: burn::tensor::TensorData| {
+        let rows = |(key, t): (String, TensorData)| {
+            rank(&key, &t, 3, "a [D, heads, head_dim] attention kernel")?;
             let d = t.shape()[0];
-            let n = t.num_elements() / d;
-            transpose(&reshape(t, vec![d, n]))
+            let n = t.num_elements() / d.max(1);
+            transpose(&reshape(t, vec![d, n]).map_err(named(&key))?).map_err(named(&key))
         };
         let k = take(&format!("{attn}key/kernel"));
         let v = take(&format!("{attn}value/kernel"));
         if let (Some(k), Some(v)) = (k, v) {
+            let parts = [rows(q)?, rows(k)?, rows(v)?];
             out.insert(
                 format!("{b}attn.qkv.weight"),
-                cat0(&[rows(q), rows(k), rows(v)]),
+                cat0(&parts).map_err(|e| format!("block {i}'s query/key/value kernels: {e}"))?,
             );
         }
-        let biases: Vec<_> = ["query", "key", "value"]
-            .iter()
-            .filter_map(|w| take(&format!("{attn}{w}/bias")))
-            .map(|t| {
+        let mut biases = Vec::new();
+        for which in ["query", "key", "value"] {
+            if let Some((key, t)) = take(&format!("{attn}{which}/bias")) {
                 let n = t.num_elements();
-                reshape(t, vec![n])
-            })
-            .collect();
-        if biases.len() == 3 {
-            out.insert(format!("{b}attn.qkv.bias"), cat0(&biases));
+                biases.push(reshape(t, vec![n]).map_err(named(&key))?);
+            }
         }
-        if let Some(o) = take(&format!("{attn}out/kernel")) {
+        if biases.len() == 3 {
+            out.insert(format!("{b}attn.qkv.bias"), cat0(&biases)?);
+        }
+        if let Some((key, o)) = take(&format!("{attn}out/kernel")) {
+            rank(
+                &key,
+                &o,
+                3,
+                "a [heads, head_dim, D] attention output kernel",
+            )?;
             // [h, dh, D] -> [h*dh, D] -> [D, h*dh]
             let d = o.shape()[2];
-            let n = o.num_elements() / d;
+            let n = o.num_elements() / d.max(1);
+            let flat = reshape(o, vec![n, d]).map_err(named(&key))?;
             out.insert(
                 format!("{b}attn.proj.weight"),
-                transpose(&reshape(o, vec![n, d])),
+                transpose(&flat).map_err(named(&key))?,
             );
         }
-        if let Some(t) = take(&format!("{attn}out/bias")) {
+        if let Some((_, t)) = take(&format!("{attn}out/bias")) {
             out.insert(format!("{b}attn.proj.bias"), t);
         }
         for (dense, fc) in [("Dense_0", "fc1"), ("Dense_1", "fc2")] {
-            if let Some(t) = take(&format!("{block}MlpBlock_3/{dense}/kernel")) {
-                out.insert(format!("{b}mlp.{fc}.weight"), transpose(&t));
+            if let Some((key, t)) = take(&format!("{block}MlpBlock_3/{dense}/kernel")) {
+                rank(&key, &t, 2, "an [in, out] Dense kernel")?;
+                out.insert(
+                    format!("{b}mlp.{fc}.weight"),
+                    transpose(&t).map_err(named(&key))?,
+                );
             }
-            if let Some(t) = take(&format!("{block}MlpBlock_3/{dense}/bias")) {
+            if let Some((_, t)) = take(&format!("{block}MlpBlock_3/{dense}/bias")) {
                 out.insert(format!("{b}mlp.{fc}.bias"), t);
             }
         }
     }
     // Whatever is left has no timm counterpart.
     out.extend(dict);
-    out
+    Ok(out)
 }

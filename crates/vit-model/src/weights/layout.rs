@@ -2,24 +2,37 @@
 
 use burn::tensor::TensorData;
 
-fn values(t: &TensorData) -> Vec<f32> {
+fn values(t: &TensorData) -> Result<Vec<f32>, String> {
     t.clone()
         .convert::<f32>()
         .try_into_vec::<f32>()
-        .expect("converted to f32")
+        .map_err(|e| format!("cannot read as f32: {e:?}"))
 }
 
 /// The same values under another shape with as many elements.
-pub fn reshape(t: TensorData, shape: Vec<usize>) -> TensorData {
-    debug_assert_eq!(t.num_elements(), shape.iter().product::<usize>());
-    TensorData::new(values(&t), shape)
+pub fn reshape(t: TensorData, shape: Vec<usize>) -> Result<TensorData, String> {
+    if t.num_elements() != shape.iter().product::<usize>() {
+        return Err(format!(
+            "shape {:?} cannot be viewed as {shape:?}",
+            t.shape().to_vec()
+        ));
+    }
+    Ok(TensorData::new(values(&t)?, shape))
 }
 
 /// Axes reordered: output axis `i` is input axis `axes[i]` (numpy's `transpose(axes)`).
-pub fn permute(t: &TensorData, axes: &[usize]) -> TensorData {
+pub fn permute(t: &TensorData, axes: &[usize]) -> Result<TensorData, String> {
     let shape = t.shape().to_vec();
-    let src = values(t);
     let rank = shape.len();
+    let mut sorted = axes.to_vec();
+    sorted.sort_unstable();
+    if sorted != (0..rank).collect::<Vec<_>>() {
+        return Err(format!(
+            "has shape {shape:?} ({rank} axes); expected {} axes",
+            axes.len()
+        ));
+    }
+    let src = values(t)?;
     let new_shape: Vec<usize> = axes.iter().map(|&a| shape[a]).collect();
     let mut strides = vec![1usize; rank];
     for i in (0..rank.saturating_sub(1)).rev() {
@@ -39,20 +52,34 @@ pub fn permute(t: &TensorData, axes: &[usize]) -> TensorData {
             index[i] = 0;
         }
     }
-    TensorData::new(out, new_shape)
+    Ok(TensorData::new(out, new_shape))
 }
 
 /// A 2-D matrix transposed.
-pub fn transpose(t: &TensorData) -> TensorData {
+pub fn transpose(t: &TensorData) -> Result<TensorData, String> {
     permute(t, &[1, 0])
 }
 
 /// Tensors joined along their first axis (their other axes must agree).
-pub fn cat0(parts: &[TensorData]) -> TensorData {
-    let mut shape = parts[0].shape().to_vec();
+pub fn cat0(parts: &[TensorData]) -> Result<TensorData, String> {
+    let Some(first) = parts.first() else {
+        return Err("nothing to join".into());
+    };
+    let mut shape = first.shape().to_vec();
+    for p in parts {
+        if p.shape().is_empty() || p.shape()[1..] != shape[1..] || shape.is_empty() {
+            let shapes: Vec<_> = parts.iter().map(|p| p.shape().to_vec()).collect();
+            return Err(format!(
+                "parts of shapes {shapes:?} cannot be joined along the first axis"
+            ));
+        }
+    }
     shape[0] = parts.iter().map(|p| p.shape()[0]).sum();
-    let out: Vec<f32> = parts.iter().flat_map(values).collect();
-    TensorData::new(out, shape)
+    let mut out = Vec::with_capacity(shape.iter().product());
+    for p in parts {
+        out.extend(values(p)?);
+    }
+    Ok(TensorData::new(out, shape))
 }
 
 #[cfg(test)]
@@ -63,10 +90,20 @@ mod tests {
     fn permute_matches_numpy() {
         // np.arange(24).reshape(2, 3, 4).transpose(2, 0, 1)[1, 1, 2] == 21
         let t = TensorData::new((0..24).map(|v| v as f32).collect::<Vec<_>>(), [2, 3, 4]);
-        let p = permute(&t, &[2, 0, 1]);
+        let p = permute(&t, &[2, 0, 1]).unwrap();
         assert_eq!(p.shape().to_vec(), vec![4, 2, 3]);
         let v = p.try_into_vec::<f32>().unwrap();
         assert_eq!(v[6 + 3 + 2], 21.0);
         assert_eq!(&v[..6], &[0.0, 4.0, 8.0, 12.0, 16.0, 20.0]);
+    }
+
+    #[test]
+    fn wrong_shapes_are_errors() {
+        let t = TensorData::new(vec![0.0f32; 6], [2, 3]);
+        assert!(permute(&t, &[3, 2, 0, 1]).unwrap_err().contains("[2, 3]"));
+        assert!(reshape(t.clone(), vec![4]).is_err());
+        let u = TensorData::new(vec![0.0f32; 4], [2, 2]);
+        assert!(cat0(&[t, u]).is_err());
+        assert!(cat0(&[]).is_err());
     }
 }

@@ -23,3 +23,20 @@ pub use pretrained::{PretrainedOptions, load_pretrained};
 pub use pytorch::read_pytorch;
 pub use safetensors::{load_safetensors, read_safetensors, save_safetensors, write_safetensors};
 pub use state_dict::{StateDict, load_state_dict, param_ids, set_param_ids, state_dict};
+
+/// A tensor read from a file: its values must fill its shape (a malformed file can say
+/// otherwise); the error names the tensor.
+fn checked_tensor(
+    name: &str,
+    values: Vec<f32>,
+    shape: Vec<usize>,
+) -> Result<burn::tensor::TensorData, String> {
+    let want = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    if want != Some(values.len()) {
+        return Err(format!(
+            "tensor `{name}` has shape {shape:?} but {} values",
+            values.len()
+        ));
+    }
+    Ok(burn::tensor::TensorData::new(values, shape))
+}

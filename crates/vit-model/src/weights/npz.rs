@@ -2,7 +2,6 @@
 
 use std::path::Path;
 
-use burn::tensor::TensorData;
 use npyz::npz::NpzArchive;
 use npyz::{DType, Order, TypeChar};
 
@@ -57,7 +56,8 @@ pub fn read_npz(path: &Path) -> Result<StateDict, VitError> {
                 )));
             }
         };
-        dict.insert(name, TensorData::new(values, shape));
+        let tensor = super::checked_tensor(&name, values, shape).map_err(error)?;
+        dict.insert(name, tensor);
     }
     Ok(dict)
 }

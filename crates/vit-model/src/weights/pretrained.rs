@@ -108,8 +108,12 @@ fn adapt(
             source.representation_size = None;
         }
         None => {
-            source.num_classes = dims(dict, "head.weight").map_or(0, |s| s[0]);
-            source.representation_size = dims(dict, "pre_logits.fc.weight").map(|s| s[0]);
+            // A head of the wrong rank is reported by the load, key by key.
+            source.num_classes = dims(dict, "head.weight")
+                .and_then(|s| s.first().copied())
+                .unwrap_or(0);
+            source.representation_size =
+                dims(dict, "pre_logits.fc.weight").and_then(|s| s.first().copied());
         }
     }
     if let Some(shape) = dims(dict, "pos_embed") {

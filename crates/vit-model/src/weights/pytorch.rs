@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-use burn::tensor::TensorData;
 use pytorch_reader::{DType, PytorchReader};
 
 use super::StateDict;
@@ -47,7 +46,8 @@ pub fn read_pytorch(path: &Path) -> Result<StateDict, VitError> {
                 .map(|b| half::bf16::from_ne_bytes([b[0], b[1]]).to_f32())
                 .collect(),
         };
-        dict.insert(name, TensorData::new(values, shape));
+        let tensor = super::checked_tensor(&name, values, shape).map_err(error)?;
+        dict.insert(name, tensor);
     }
     if dict.is_empty() {
         return Err(error("holds no floating-point tensors".into()));

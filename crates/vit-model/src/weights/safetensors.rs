@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 
-use burn::tensor::TensorData;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use super::state_dict::{StateDict, load_state_dict, state_dict};
@@ -51,10 +50,9 @@ pub fn read_safetensors(path: &Path) -> Result<StateDict, VitError> {
                 ));
             }
         };
-        dict.insert(
-            name.to_string(),
-            TensorData::new(values, view.shape().to_vec()),
-        );
+        let tensor = super::checked_tensor(name, values, view.shape().to_vec())
+            .map_err(|e| file_error(path, e))?;
+        dict.insert(name.to_string(), tensor);
     }
     Ok(dict)
 }
