@@ -29,6 +29,7 @@ mod tests {
         super::configure();
         if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
             // mimalloc's default is 10 ms: reading -1 back proves the index names purge_delay.
+            // SAFETY: a plain option read of a valid option index.
             let v = unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) };
             assert_eq!(v, -1);
         }

@@ -13,6 +13,7 @@ const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 const INV_SQRT_2PI: f32 = 0.398_942_3;
 
 /// `e^x` for `x` in [-87.3, 88.7] (clamped outside; below, the result is ~1e-38 instead of 0).
+/// NaN gives NaN (a diverging run's NaN must reach the loss, where the trainer stops on it).
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.3, 88.7);
@@ -26,8 +27,14 @@ pub fn exp(x: f32) -> f32 {
     let p = p.mul_add(r, 0.5);
     let p = (p * r).mul_add(r, r + 1.0);
     // 2^n through the exponent bits. `as i32` would saturate and check for NaN one element at
-    // a time (it stopped the loop from vectorising); n is a whole number in [-126, 128] here.
-    // SAFETY: n is finite and within i32's range (x is clamped above).
+    // a time (it stopped the loop from vectorising); an unchecked conversion of a value known
+    // to be a whole number in range is one instruction. `clamp` keeps a NaN `x` (and so `n`),
+    // but `max` / `min` return their other operand for NaN: `n` becomes -126 there, and `p`
+    // (NaN) still makes the result NaN.
+    #[allow(clippy::manual_clamp)] // `clamp` would keep the NaN: that is the point here.
+    let n = n.max(-126.0).min(128.0);
+    // SAFETY: `n` is finite and within [-126, 128] (the line above, whatever `x` was: NaN, an
+    // infinity or a number), so it fits an i32.
     let n = unsafe { n.to_int_unchecked::<i32>() };
     let scale = f32::from_bits(((n + 127) as u32) << 23);
     p * scale
@@ -109,6 +116,14 @@ mod tests {
             );
             x += 0.013;
         }
+    }
+
+    #[test]
+    fn exp_of_nan_and_infinities() {
+        assert!(exp(f32::NAN).is_nan());
+        assert!(exp(f32::INFINITY) >= 3.0e38);
+        assert!(exp(f32::NEG_INFINITY) < 1e-37);
+        assert!(gelu_grad(f32::NAN).is_nan());
     }
 
     #[test]

@@ -6,10 +6,14 @@
 //! kernel with a hand-written gradient ([`flex`], [`autodiff`]); on every other backend the
 //! functions here call Burn's own ops, so the numbers are the same everywhere (the parity tests
 //! against timm run on Flex; the wgpu test runs the Burn path).
+//!
+//! Each function checks the shapes it needs ([`shapes`]) and panics with a message naming the
+//! op and the shapes when they do not fit, on every backend and in release builds.
 
 mod autodiff;
 mod flex;
 pub mod math;
+mod shapes;
 
 use burn::backend::{
     Backend, Dispatch, DispatchDevice, TensorMetadata, backend_extension, tensor::FloatTensor,
@@ -111,12 +115,21 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 ///
 /// # Shapes
 /// - x, output: `[..., D]`; gamma, beta: `[D]`
+///
+/// # Panics
+/// When gamma or beta is not `[D]`.
 pub fn layer_norm<const D: usize>(
     x: Tensor<D>,
     gamma: Tensor<1>,
     beta: Tensor<1>,
     eps: f64,
 ) -> Tensor<D> {
+    shapes::layer_norm(
+        "fused::layer_norm",
+        &x.dims(),
+        &gamma.dims(),
+        Some(&beta.dims()),
+    );
     if on_flex(&x) {
         Tensor::from_dispatch(<Dispatch as VitOps>::vit_layer_norm(
             x.into_dispatch(),
@@ -153,7 +166,11 @@ pub fn scaled_softmax<const D: usize>(x: Tensor<D>, scale: f64) -> Tensor<D> {
 ///
 /// # Shapes
 /// - qkv: `[B, S, 3D]`; output: `[B, S, D]`
+///
+/// # Panics
+/// When `heads` is 0 or the width of `qkv` is not `3 * D` with `heads` dividing D.
 pub fn multi_head_attention(qkv: Tensor<3>, heads: usize) -> Tensor<3> {
+    shapes::attention("fused::multi_head_attention", &qkv.dims(), heads);
     if on_flex(&qkv) && qkv.dtype() == DType::F32 {
         return Tensor::from_dispatch(<Dispatch as VitOps>::vit_attention(
             qkv.into_dispatch(),
@@ -171,7 +188,11 @@ pub fn multi_head_attention(qkv: Tensor<3>, heads: usize) -> Tensor<3> {
 ///
 /// # Shapes
 /// - qkv: `[B, S, 3D]`; each output: `[B, h, S, Dh]`
+///
+/// # Panics
+/// As [`multi_head_attention`].
 pub fn split_heads(qkv: Tensor<3>, heads: usize) -> [Tensor<4>; 3] {
+    shapes::attention("fused::split_heads", &qkv.dims(), heads);
     let [b, s, d3] = qkv.dims();
     let qkv = qkv
         .reshape([b, s, 3, heads, d3 / 3 / heads])
@@ -198,7 +219,11 @@ pub fn merge_heads(x: Tensor<4>) -> Tensor<3> {
 ///
 /// # Shapes
 /// - x: `[B, S, D]`; output: `[B, S, N]`
+///
+/// # Panics
+/// When D is not the layer's input width.
 pub fn linear(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
+    check_linear("fused::linear", layer, &x);
     if let Some([weight, bias]) = kernel_params(layer, &x) {
         return Tensor::from_dispatch(<Dispatch as VitOps>::vit_linear(
             x.into_dispatch(),
@@ -220,7 +245,11 @@ pub fn linear(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
 ///
 /// # Shapes
 /// - x: `[B, S, D]`; output: `[B, S, N]`
+///
+/// # Panics
+/// When D is not the layer's input width.
 pub fn linear_gelu(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
+    check_linear("fused::linear_gelu", layer, &x);
     if let Some([weight, bias]) = kernel_params(layer, &x) {
         return Tensor::from_dispatch(<Dispatch as VitOps>::vit_linear_gelu(
             x.into_dispatch(),
@@ -229,6 +258,11 @@ pub fn linear_gelu(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
         ));
     }
     gelu(linear(layer, x))
+}
+
+fn check_linear(op: &str, layer: &Linear, x: &Tensor<3>) {
+    let bias = layer.bias.as_ref().map(|b| b.dims().to_vec());
+    shapes::linear(op, &x.dims(), &layer.weight.dims(), bias.as_deref());
 }
 
 /// `layer`'s weight and bias for the Flex Linear kernels, when they apply to `x` (f32 on Flex,
