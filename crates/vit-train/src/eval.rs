@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use burn::module::Module;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -52,8 +52,11 @@ pub fn evaluate(
     let loader = Loader::new(set.clone(), batches, 0, Mode::Eval, transform, workers);
     let (mut loss_sum, mut top1, mut top5) = (0.0, 0usize, 0usize);
     let mut confusion = vec![vec![0usize; k]; k];
+    let mut seen = 0usize;
     for batch in loader {
+        let batch = batch?;
         let b = batch.len();
+        seen += b;
         let x = images_tensor(batch.images, b, set.shape, device);
         let logits = model.forward(x)?;
         let t = Tensor::<2>::from_data(TensorData::new(batch.targets, [b, k]), device);
@@ -72,6 +75,13 @@ pub fn evaluate(
             top5 += usize::from(rank < 5);
             confusion[label as usize][pred] += 1;
         }
+    }
+    // An accuracy is over the whole split or not reported at all.
+    if seen != set.len() {
+        bail!(
+            "evaluation saw {seen} of the split's {} images; no accuracy reported",
+            set.len()
+        );
     }
     let n = set.len().max(1) as f64;
     let per_class = confusion

@@ -58,8 +58,29 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn open(dir: &Path) -> Result<Self> {
+    /// Opens `dir/metrics.jsonl` for appending. Resuming from the checkpoint of step
+    /// `resume_at`, the lines logged after that step (by a run stopped before its next
+    /// checkpoint) and a torn last line are dropped first, so that the steps run again are
+    /// logged once.
+    pub fn open(dir: &Path, resume_at: Option<usize>) -> Result<Self> {
         let path = dir.join("metrics.jsonl");
+        if let Some(step) = resume_at
+            && path.exists()
+        {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let kept: String = text
+                .lines()
+                .filter(|l| serde_json::from_str::<MetricLine>(l).is_ok_and(|m| m.step <= step))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            if kept.len() != text.len() {
+                let tmp = path.with_extension("jsonl.tmp");
+                std::fs::write(&tmp, kept)
+                    .and_then(|()| std::fs::rename(&tmp, &path))
+                    .with_context(|| format!("cannot rewrite {}", path.display()))?;
+            }
+        }
         let file = OpenOptions::new()
             .create(true)
             .append(true)

@@ -87,7 +87,7 @@ fn train_then_eval_and_predict() {
     let mut paths = Vec::new();
     for i in 0..2 {
         let p = dir.join(format!("img{i}.png"));
-        image::GrayImage::from_raw(28, 28, set.image(i).to_vec())
+        image::GrayImage::from_raw(28, 28, set.image(i).unwrap().to_vec())
             .unwrap()
             .save(&p)
             .unwrap();

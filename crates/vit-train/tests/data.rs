@@ -22,7 +22,7 @@ fn idx_fixture_parses() {
     train.labels.iter().for_each(|&l| counts[l as usize] += 1);
     assert!(counts.iter().all(|&c| c > 50), "{counts:?}");
     // Real pixels: mostly background, some bright.
-    let px = train.image(0);
+    let px = train.image(0).unwrap();
     assert!(px.iter().filter(|&&v| v == 0).count() > 300);
     assert!(px.iter().any(|&v| v > 200));
 }
@@ -117,9 +117,9 @@ fn image_folder_decodes_converts_and_reports_bad_files() {
     assert_eq!(set.classes, vec!["cat", "dog"]);
     assert_eq!(set.labels, vec![0, 0, 1, 1]);
     assert_eq!(set.shape, [3, 8, 8]);
-    assert!(set.image(3).iter().all(|&v| v == 220));
+    assert!(set.image(3).unwrap().iter().all(|&v| v == 220));
     let gray = image_folder::load(&dir, 1, [4, 4], OnBadImage::Error).unwrap();
-    assert_eq!(gray.image(0).len(), 16);
+    assert_eq!(gray.image(0).unwrap().len(), 16);
 
     let mut f = std::fs::File::create(dir.join("dog/broken.png")).unwrap();
     f.write_all(b"\x89PNG\r\n\x1a\nnot really").unwrap();
@@ -150,5 +150,109 @@ fn missing_data_path_names_the_files() {
     );
     assert!(err.contains("nowhere/train-images-idx3-ubyte"), "{err}");
     assert_eq!(config.data.format, DataFormat::Idx);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A set of image files (the loader decodes them per batch), one of which is not an image.
+fn files_with_a_bad_one(dir: &std::path::Path) -> vit_train::data::ImageSet {
+    let good = dir.join("good.png");
+    image::GrayImage::from_pixel(8, 8, image::Luma([200u8]))
+        .save(&good)
+        .unwrap();
+    let bad = dir.join("broken.png");
+    std::fs::write(&bad, b"not a png").unwrap();
+    let mut paths = vec![good.clone(); 9];
+    paths.insert(6, bad);
+    vit_train::data::ImageSet::from_files(paths, vec![0; 10], [1, 8, 8], vec!["a".into()]).unwrap()
+}
+
+#[test]
+fn loader_reports_an_unreadable_image_in_its_batch() {
+    use std::sync::Arc;
+    use vit_train::data::loader::{Loader, Mode, plan};
+    use vit_train::data::transforms::Transform;
+    let dir = temp_dir("loader-bad-file");
+    let set = Arc::new(files_with_a_bad_one(&dir));
+    let transform = Arc::new(Transform {
+        augment: Default::default(),
+        mean: vec![0.5],
+        std: vec![0.5],
+    });
+    let batches = plan(set.len(), 3, Mode::Eval, false);
+    let results: Vec<_> = Loader::new(set, batches, 0, Mode::Eval, transform, 2).collect();
+    // Batches 0 and 1 are whole; batch 2 (images 6, 7, 8) fails naming the file; the loader
+    // does not stop early: the fourth batch still comes (from the other worker).
+    assert_eq!(results.len(), 4);
+    assert!(results[0].is_ok() && results[1].is_ok() && results[3].is_ok());
+    let err = format!("{:#}", results[2].as_ref().err().unwrap());
+    assert!(
+        err.contains("batch 2") && err.contains("broken.png"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn loader_turns_a_worker_panic_into_an_error() {
+    use std::sync::Arc;
+    use vit_train::config::AugmentSection;
+    use vit_train::data::loader::{Loader, Mode, plan};
+    use vit_train::data::transforms::Transform;
+    let root = fixture_root();
+    let classes: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+    let set = Arc::new(idx::load(&root, "t10k", classes).unwrap());
+    // A transform no recipe can make (erase_prob is checked when a recipe loads): the
+    // workers' `random_bool(1.5)` panics, which used to end the epoch silently, forever.
+    let transform = Arc::new(Transform {
+        augment: AugmentSection {
+            erase_prob: 1.5,
+            ..Default::default()
+        },
+        mean: vec![0.5],
+        std: vec![0.5],
+    });
+    let mode = Mode::Train {
+        seed: 1,
+        epoch: 0,
+        smoothing: 0.0,
+    };
+    let mut loader = Loader::new(
+        set.clone(),
+        plan(set.len(), 50, mode, true),
+        0,
+        mode,
+        transform,
+        2,
+    );
+    let err = format!("{:#}", loader.next().unwrap().err().unwrap());
+    assert!(
+        err.contains("cannot make batch 0") && err.contains("1.5"),
+        "{err}"
+    );
+}
+
+#[test]
+fn evaluate_sees_every_image_or_fails() {
+    use std::sync::Arc;
+    use vit_train::data::transforms::Transform;
+    let dir = temp_dir("eval-bad-file");
+    let set = Arc::new(files_with_a_bad_one(&dir));
+    let transform = Arc::new(Transform {
+        augment: Default::default(),
+        mean: vec![0.5],
+        std: vec![0.5],
+    });
+    let device = burn::tensor::Device::flex();
+    let model = vit_model::VitConfig::new()
+        .with_image_size([8, 8])
+        .with_patch_size([4, 4])
+        .with_in_channels(1)
+        .with_num_classes(1)
+        .with_embed_dim(8)
+        .with_depth(1)
+        .with_num_heads(2)
+        .init(&device);
+    let err = vit_train::eval::evaluate(&model, set, transform, 4, 2, &device).unwrap_err();
+    assert!(format!("{err:#}").contains("broken.png"), "{err:#}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -47,8 +47,10 @@ pub fn parse_images(bytes: &[u8], path: &Path) -> Result<(usize, usize, usize, V
     let dims = header(bytes, path, 0x0803, 3)?;
     let (n, rows, cols) = (dims[0], dims[1], dims[2]);
     let body = &bytes[16..];
-    let want = n * rows * cols;
-    if body.len() != want {
+    // The header's counts are untrusted: their product may not fit a usize.
+    let want = n.checked_mul(rows).and_then(|v| v.checked_mul(cols));
+    if want != Some(body.len()) {
+        let want = want.map_or("more than usize::MAX".into(), |w| w.to_string());
         bail!(
             "{}: header says {n} images of {rows}x{cols} ({want} bytes) but {} bytes follow",
             path.display(),

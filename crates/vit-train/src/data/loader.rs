@@ -2,10 +2,17 @@
 //!
 //! Every random choice is seeded from (seed, epoch, position), so a run is the same whatever
 //! the thread timing, and a resumed run sees exactly the batches the straight run saw.
+//!
+//! A worker that cannot make a batch (an unreadable image, or a panic in a transform) sends
+//! the error in the batch's place and stops; the loader yields it in order, so the run stops
+//! on it instead of taking the closed channel for the end of the epoch.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread;
+
+use anyhow::{Context, Result, anyhow};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -79,7 +86,7 @@ pub fn make_batch(
     number: usize,
     mode: Mode,
     transform: &Transform,
-) -> Batch {
+) -> Result<Batch> {
     let classes = set.classes.len();
     let per = set.shape.iter().product::<usize>();
     let mut images = Vec::with_capacity(indices.len() * per);
@@ -87,14 +94,14 @@ pub fn make_batch(
     match mode {
         Mode::Eval => {
             for &i in indices {
-                images.extend(transform.eval(&set.image(i), set.shape));
+                images.extend(transform.eval(&set.image(i)?, set.shape));
             }
             let targets = soft_targets(&labels, classes, 0.0);
-            Batch {
+            Ok(Batch {
                 images,
                 labels,
                 targets,
-            }
+            })
         }
         Mode::Train {
             seed,
@@ -103,7 +110,7 @@ pub fn make_batch(
         } => {
             for &i in indices {
                 let mut rng = StdRng::seed_from_u64(mix_seed(&[seed, epoch as u64, i as u64, 1]));
-                images.extend(transform.train(&set.image(i), set.shape, &mut rng));
+                images.extend(transform.train(&set.image(i)?, set.shape, &mut rng));
             }
             let mut targets = soft_targets(&labels, classes, smoothing);
             let a = &transform.augment;
@@ -117,18 +124,49 @@ pub fn make_batch(
                 a.cutmix_alpha,
                 &mut rng,
             );
-            Batch {
+            Ok(Batch {
                 images,
                 labels,
                 targets,
-            }
+            })
         }
     }
 }
 
-/// Iterates the batches of a plan, made on `workers` threads (each two batches ahead).
+/// Makes a batch on a worker thread: an error or a panic becomes an error that names the
+/// batch and its images.
+fn make_batch_reported(
+    set: &ImageSet,
+    indices: &[usize],
+    number: usize,
+    mode: Mode,
+    transform: &Transform,
+) -> Result<Batch> {
+    let made = catch_unwind(AssertUnwindSafe(|| {
+        make_batch(set, indices, number, mode, transform)
+    }))
+    .unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a loader worker panicked".into());
+        Err(anyhow!(message))
+    });
+    made.with_context(|| {
+        let shown: Vec<String> = indices.iter().take(8).map(|i| i.to_string()).collect();
+        let more = if indices.len() > 8 { ", ..." } else { "" };
+        format!(
+            "cannot make batch {number} (images {}{more})",
+            shown.join(", ")
+        )
+    })
+}
+
+/// Iterates the batches of a plan, made on `workers` threads (each two batches ahead), as
+/// `Result`s: a batch that could not be made is an error, in its place.
 pub struct Loader {
-    receivers: Vec<Receiver<Batch>>,
+    receivers: Vec<Receiver<Result<Batch>>>,
     skip: usize,
     next: usize,
     total: usize,
@@ -149,14 +187,17 @@ impl Loader {
         let plan = Arc::new(plan);
         let receivers = (0..workers)
             .map(|w| {
-                let (tx, rx): (SyncSender<Batch>, Receiver<Batch>) = sync_channel(2);
+                let (tx, rx): (SyncSender<Result<Batch>>, Receiver<Result<Batch>>) =
+                    sync_channel(2);
                 let (set, plan, transform) = (set.clone(), plan.clone(), transform.clone());
                 thread::spawn(move || {
                     let mut number = skip + w;
                     while number < plan.len() {
-                        let batch = make_batch(&set, &plan[number], number, mode, &transform);
-                        if tx.send(batch).is_err() {
-                            return; // the loader was dropped
+                        let batch =
+                            make_batch_reported(&set, &plan[number], number, mode, &transform);
+                        let failed = batch.is_err();
+                        if tx.send(batch).is_err() || failed {
+                            return; // the loader was dropped, or this worker is done
                         }
                         number += workers;
                     }
@@ -174,16 +215,23 @@ impl Loader {
 }
 
 impl Iterator for Loader {
-    type Item = Batch;
+    type Item = Result<Batch>;
 
-    fn next(&mut self) -> Option<Batch> {
+    /// The next batch of the plan; `None` only after the last one. A worker that ended
+    /// without sending its batch is an error, not the end of the epoch.
+    fn next(&mut self) -> Option<Result<Batch>> {
         if self.next >= self.total {
             return None;
         }
         // Worker w makes batches skip + w, skip + w + workers, ...
         let worker = (self.next - self.skip) % self.receivers.len();
-        let batch = self.receivers[worker].recv().ok();
+        let number = self.next;
         self.next += 1;
-        batch
+        Some(self.receivers[worker].recv().unwrap_or_else(|_| {
+            Err(anyhow!(
+                "the loader worker making batch {number} of {} stopped without a result",
+                self.total
+            ))
+        }))
     }
 }

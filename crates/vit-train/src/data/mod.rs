@@ -99,20 +99,14 @@ impl ImageSet {
     }
 
     /// Pixels of image `i`, CHW. A file that can no longer be decoded (it was checked when
-    /// the set was listed) gives a black image and a warning rather than ending the run.
-    pub fn image(&self, i: usize) -> Cow<'_, [u8]> {
+    /// the set was listed) is an error naming it: a batch is never made of stand-ins.
+    pub fn image(&self, i: usize) -> Result<Cow<'_, [u8]>> {
         let per = self.shape.iter().product::<usize>();
         match &self.pixels {
-            Pixels::Memory(px) => Cow::Borrowed(&px[i * per..(i + 1) * per]),
+            Pixels::Memory(px) => Ok(Cow::Borrowed(&px[i * per..(i + 1) * per])),
             Pixels::Files(paths) => {
                 let [c, h, w] = self.shape;
-                match image_folder::decode(&paths[i], c, [h, w]) {
-                    Ok(px) => Cow::Owned(px),
-                    Err(e) => {
-                        eprintln!("warning: {e:#}; using a black image");
-                        Cow::Owned(vec![0; per])
-                    }
-                }
+                Ok(Cow::Owned(image_folder::decode(&paths[i], c, [h, w])?))
             }
         }
     }
@@ -120,11 +114,11 @@ impl ImageSet {
     /// The images at `indices`, in that order.
     pub fn subset(&self, indices: &[usize]) -> Self {
         let pixels = match &self.pixels {
-            Pixels::Memory(_) => {
-                let mut images =
-                    Vec::with_capacity(indices.len() * self.shape.iter().product::<usize>());
+            Pixels::Memory(px) => {
+                let per = self.shape.iter().product::<usize>();
+                let mut images = Vec::with_capacity(indices.len() * per);
                 for &i in indices {
-                    images.extend_from_slice(&self.image(i));
+                    images.extend_from_slice(&px[i * per..(i + 1) * per]);
                 }
                 Pixels::Memory(images)
             }

@@ -1,6 +1,9 @@
 //! Checkpoints: a folder with the model (timm-named safetensors, loadable by timm), the
 //! parameter ids, the optimiser state and the loop state. Written to a temporary folder and
-//! renamed into place, so a crash never leaves a half-written checkpoint.
+//! renamed into place, so a crash never leaves a half-written checkpoint: the folder is
+//! either the new one or the previous one, and in the instant between the two renames (the
+//! previous one moved to `NAME.old`, the new one not yet in place) [`resolve`] finds
+//! `NAME.old`.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -20,9 +23,20 @@ const IDS_FILE: &str = "param_ids.json";
 const OPTIM_FILE: &str = "optimizer.bpk";
 const STATE_FILE: &str = "state.json";
 
+/// The checkpoint layout this build writes and reads (`state.json`'s `version`); states
+/// written before the field existed are version 1.
+pub const CHECKPOINT_VERSION: u32 = 1;
+
+fn version_1() -> u32 {
+    1
+}
+
 /// Where the loop stands.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoopState {
+    /// The checkpoint layout ([`CHECKPOINT_VERSION`]).
+    #[serde(default = "version_1")]
+    pub version: u32,
     /// Optimiser steps done.
     pub step: usize,
     /// Current epoch (0-based).
@@ -56,6 +70,7 @@ pub fn save(
         .save(tmp.join(OPTIM_FILE))
         .map_err(|e| anyhow::anyhow!("cannot write optimizer state: {e:?}"))?;
     fs::write(tmp.join(STATE_FILE), serde_json::to_string_pretty(state)?)?;
+    fault_point("written");
     let old = dir.with_extension("old");
     if dir.exists() {
         if old.exists() {
@@ -63,6 +78,7 @@ pub fn save(
         }
         fs::rename(dir, &old)?;
     }
+    fault_point("swapping");
     fs::rename(&tmp, dir)
         .with_context(|| format!("cannot move checkpoint to {}", dir.display()))?;
     if old.exists() {
@@ -71,9 +87,25 @@ pub fn save(
     Ok(())
 }
 
-/// Resolves `path` to a checkpoint folder: itself, or a run folder's `checkpoints/last`.
+/// For the tests of a crash while a checkpoint is written: with `VIT_TRAIN_FAULT=STAGE` the
+/// process aborts at that stage of [`save`] (`written`: the new checkpoint is complete in
+/// `NAME.tmp`; `swapping`: the previous one has been moved to `NAME.old`), as a SIGKILL there
+/// would stop it.
+fn fault_point(stage: &str) {
+    if std::env::var_os("VIT_TRAIN_FAULT").is_some_and(|v| v == stage) {
+        eprintln!("VIT_TRAIN_FAULT={stage}: aborting while writing a checkpoint");
+        std::process::abort();
+    }
+}
+
+/// Resolves `path` to a checkpoint folder: itself, or a run folder's `checkpoints/last`, or
+/// (after a crash between a save's two renames) `checkpoints/last.old`.
 pub fn resolve(path: &Path) -> Result<PathBuf> {
-    for candidate in [path.to_path_buf(), path.join("checkpoints/last")] {
+    for candidate in [
+        path.to_path_buf(),
+        path.join("checkpoints/last"),
+        path.join("checkpoints/last.old"),
+    ] {
         if candidate.join(STATE_FILE).exists() {
             return Ok(candidate);
         }
@@ -84,23 +116,47 @@ pub fn resolve(path: &Path) -> Result<PathBuf> {
     )
 }
 
-/// Reads a checkpoint's loop state (and so its recipe).
+/// The run folder a checkpoint folder belongs to (`RUN/checkpoints/NAME` -> `RUN`), if it is
+/// laid out that way.
+pub fn run_folder(dir: &Path) -> Option<PathBuf> {
+    let parent = dir.parent()?;
+    (parent.file_name()? == "checkpoints").then(|| parent.parent().map(Path::to_path_buf))?
+}
+
+/// Reads a checkpoint's loop state (and so its recipe), checking its version and recipe.
 pub fn read_state(dir: &Path) -> Result<LoopState> {
     let path = dir.join(STATE_FILE);
     let text =
         fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a valid checkpoint state", path.display()))
+    let state: LoopState = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a valid checkpoint state", path.display()))?;
+    if state.version != CHECKPOINT_VERSION {
+        bail!(
+            "{} is a checkpoint of layout version {}; this vit-train reads version \
+             {CHECKPOINT_VERSION}",
+            path.display(),
+            state.version
+        );
+    }
+    state
+        .config
+        .check()
+        .with_context(|| format!("{} holds an invalid recipe", path.display()))?;
+    Ok(state)
 }
 
 /// Loads the checkpoint's weights (and parameter ids) into `model`; a model of another
 /// architecture gets an error naming every mismatched key.
 pub fn load_model(dir: &Path, model: VisionTransformer) -> Result<VisionTransformer> {
-    let model = load_safetensors(model, &dir.join(MODEL_FILE))
-        .with_context(|| format!("checkpoint {} does not fit this model", dir.display()))?;
+    let path = dir.join(MODEL_FILE);
+    let model = load_safetensors(model, &path)
+        .with_context(|| format!("cannot load the model of checkpoint {}", dir.display()))?;
     let ids_path = dir.join(IDS_FILE);
     if ids_path.exists() {
-        let ids: BTreeMap<String, u64> = serde_json::from_str(&fs::read_to_string(&ids_path)?)?;
+        let text = fs::read_to_string(&ids_path)
+            .with_context(|| format!("cannot read {}", ids_path.display()))?;
+        let ids: BTreeMap<String, u64> = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a parameter-id map", ids_path.display()))?;
         return Ok(set_param_ids(model, ids));
     }
     Ok(model)
@@ -108,9 +164,24 @@ pub fn load_model(dir: &Path, model: VisionTransformer) -> Result<VisionTransfor
 
 /// Loads the optimiser state into `optim`.
 pub fn load_optimizer(dir: &Path, optim: ModuleOptimizer) -> Result<ModuleOptimizer> {
-    optim
-        .load(dir.join(OPTIM_FILE))
-        .map_err(|e| anyhow::anyhow!("cannot read optimizer state in {}: {e:?}", dir.display()))
+    let path = dir.join(OPTIM_FILE);
+    if !path.is_file() {
+        bail!(
+            "{} is missing: the checkpoint has no optimizer state to resume from",
+            path.display()
+        );
+    }
+    // Burn's reader expects well-formed records (it panics on some malformed ones): a bad file
+    // is this file's error either way.
+    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| optim.load(&path)));
+    match loaded {
+        Ok(Ok(optim)) => Ok(optim),
+        Ok(Err(e)) => bail!("{}: cannot read the optimizer state: {e:?}", path.display()),
+        Err(_) => bail!(
+            "{}: cannot read the optimizer state: malformed record",
+            path.display()
+        ),
+    }
 }
 
 /// Builds the model of a checkpoint (folder `dir`, its state already read) on `device`, for

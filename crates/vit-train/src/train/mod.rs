@@ -61,21 +61,28 @@ pub fn step_counts(config: &Config, train_len: usize) -> Result<(usize, usize)> 
 
 /// Trains as the recipe says; with `resume`, continues a run exactly where it stopped.
 pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
-    let (config, resume_dir, state) = match &options.resume {
+    let (mut config, resume_dir, state) = match &options.resume {
         Some(path) => {
             let dir = checkpoint::resolve(path)?;
             let state = checkpoint::read_state(&dir)?;
-            (state.config.clone(), Some(dir), Some(state))
+            let mut config = state.config.clone();
+            // A run folder that was moved or renamed continues where it is now.
+            if let Some(run) = checkpoint::run_folder(&dir) {
+                config.output.dir = run;
+            }
+            (config, Some(dir), Some(state))
         }
-        None => (config, None, None),
+        None => {
+            // A recipe built in code has not been through `Config::load`'s checks.
+            config.check()?;
+            (config, None, None)
+        }
     };
     let t = config.train.clone();
     let device = device_from_name(&t.device)?;
     let vit = config.model.vit_config()?;
     let splits = load_splits(&config.data, &vit, t.seed)?;
     let out = config.output.dir.clone();
-    std::fs::create_dir_all(out.join("checkpoints"))
-        .with_context(|| format!("cannot create {}", out.display()))?;
     if resume_dir.is_none() && out.join("metrics.jsonl").exists() {
         bail!(
             "{} already holds a run (metrics.jsonl); choose another output.dir or --resume it",
@@ -84,7 +91,8 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
     }
     let ad = device.clone().autodiff();
     ad.seed(t.seed);
-    let mut config = config;
+    // Everything a resume reads is read before anything in the run folder is written: a
+    // checkpoint that cannot be read leaves the run as it was.
     let mut model = match (&resume_dir, &config.finetune) {
         (Some(dir), _) => checkpoint::load_model(dir, vit.try_init(&ad)?)?,
         (None, Some(ft)) => {
@@ -106,13 +114,18 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
         model = optim::freeze_backbone(model);
     }
     let vit = model.config.clone();
-    std::fs::write(out.join("config.toml"), toml::to_string_pretty(&config)?)?;
     let mut optim = optim::build(&t, &model);
     if let Some(dir) = &resume_dir {
         optim = checkpoint::load_optimizer(dir, optim)?;
     }
+    std::fs::create_dir_all(out.join("checkpoints"))
+        .with_context(|| format!("cannot create {}", out.display()))?;
+    let config_path = out.join("config.toml");
+    std::fs::write(&config_path, toml::to_string_pretty(&config)?)
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
     let layer_decay = t.layer_decay.map(|d| optim::LayerDecay::new(&model, d));
     let mut state = state.unwrap_or(LoopState {
+        version: checkpoint::CHECKPOINT_VERSION,
         step: 0,
         epoch: 0,
         batch_in_epoch: 0,
@@ -127,7 +140,8 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
     let val_set = Arc::new(splits.val);
     let classes = train_set.classes.len();
     let micro = t.batch_size / t.accum_steps;
-    let mut metrics = Metrics::open(&out)?;
+    // A run killed after its last checkpoint logged steps it will now run again: those lines go.
+    let mut metrics = Metrics::open(&out, resume_dir.is_some().then_some(state.step))?;
     let started = Instant::now();
     let progress = Progress::new(stop, state.step);
     progress.println(&format!(
@@ -162,6 +176,15 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
             config.data.workers,
         );
         for batch in loader {
+            // The last checkpoint stays as it is: the run can be resumed once the cause is fixed.
+            let batch = batch.with_context(|| {
+                format!(
+                    "training stopped at step {} (epoch {}); the last checkpoint is in {}",
+                    state.step,
+                    state.epoch,
+                    out.join("checkpoints/last").display()
+                )
+            })?;
             let lr = schedule::lr_at(state.step, total, &t);
             // Dropout / DropPath draw from the device RNG: seed it per step for exact resume.
             ad.seed(mix_seed(&[t.seed, state.step as u64, 3]));
@@ -256,6 +279,9 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
                     checkpoint::save(&ckpt.join("best"), &model, &optim, &state)?;
                 }
                 last_val = Some(report);
+            } else if t.checkpoint_every > 0 && state.step % t.checkpoint_every == 0 {
+                let ckpt = out.join("checkpoints");
+                checkpoint::save(&ckpt.join("last"), &model, &optim, &state)?;
             }
             if state.step >= stop {
                 break 'epochs;
