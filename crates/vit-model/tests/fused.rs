@@ -199,3 +199,57 @@ fn linear_gelu_equals_burns() {
         activation::gelu(layer.forward(x))
     });
 }
+
+// Preconditions: shapes the kernels would index out of bounds with (or leave output unwritten
+// for) stop at the entry point with a message, in release builds too.
+
+#[test]
+#[should_panic(expected = "fused::linear: x's last axis (5")]
+fn linear_of_the_wrong_width_panics_with_the_shapes() {
+    let device = Device::flex();
+    let layer = LinearConfig::new(4, 6).init(&device);
+    fused::linear(&layer, Tensor::zeros([2, 3, 5], &device));
+}
+
+#[test]
+#[should_panic(expected = "must be 3 * D with D divisible by heads (3)")]
+fn attention_with_heads_not_dividing_the_width_panics() {
+    let device = Device::flex();
+    // 3 * 10: D = 10 is not divisible by 3 heads (the last column would go unwritten).
+    fused::multi_head_attention(Tensor::zeros([2, 4, 30], &device), 3);
+}
+
+#[test]
+#[should_panic(expected = "must be 3 * D")]
+fn attention_with_a_width_not_divisible_by_three_panics() {
+    let device = Device::flex();
+    fused::multi_head_attention(Tensor::zeros([2, 4, 16], &device), 2);
+}
+
+#[test]
+#[should_panic(expected = "vit_linear: x's last axis")]
+fn the_backend_op_checks_too() {
+    use burn::backend::Flex;
+    use vit_model::fused::VitOps;
+    // The backend extension's ops are public too: called directly, they check as well.
+    let x = burn::backend::flex::FlexTensor::from_data(TensorData::new(vec![0f32; 15], [3, 5]));
+    let w = burn::backend::flex::FlexTensor::from_data(TensorData::new(vec![0f32; 24], [4, 6]));
+    let b = burn::backend::flex::FlexTensor::from_data(TensorData::new(vec![0f32; 6], [6]));
+    let _ = <Flex as VitOps>::vit_linear(x, w, b);
+}
+
+#[test]
+fn a_nan_reaches_the_output_of_softmax_and_gelu() {
+    let device = Device::flex();
+    let mut v = vec![0.5f32; 2 * 3 * 17];
+    v[20] = f32::NAN;
+    let x = Tensor::<3>::from_data(TensorData::new(v, [2, 3, 17]), &device);
+    let s = fused::scaled_softmax(x.clone(), 0.5)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    assert!(s[17..34].iter().all(|v| v.is_nan()), "the NaN's row is NaN");
+    assert!(s[..17].iter().all(|v| v.is_finite()), "other rows are not");
+    let g = fused::gelu(x).into_data().try_to_vec::<f32>().unwrap();
+    assert!(g[20].is_nan() && g[21].is_finite());
+}

@@ -65,6 +65,33 @@ fn fuzz_bytes(seed: &str, ext: &str, mutated: &[mutate::Edit]) {
     std::fs::remove_file(&path).unwrap();
 }
 
+/// Mutates one member of a zip archive (a `.pth`'s pickle or a tensor's bytes, an `.npz`'s
+/// `.npy` header or data) and writes the archive again, stored, with valid CRCs: byte edits of
+/// the archive itself mostly stop at its checksums, this reaches the parsers behind them.
+fn fuzz_zip_member(seed: &str, ext: &str, member: usize, mutated: &[mutate::Edit]) {
+    use std::io::{Read, Write};
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(fixture(seed)).unwrap()).unwrap();
+    let member = member % archive.len();
+    let path = temp_path(ext);
+    let mut out = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for i in 0..archive.len() {
+        let mut file = archive.by_index(i).unwrap();
+        let name = file.name().unwrap().to_string();
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).unwrap();
+        if i == member {
+            bytes = apply(&bytes, mutated);
+        }
+        out.start_file(name, stored).unwrap();
+        out.write_all(&bytes).unwrap();
+    }
+    out.finish().unwrap();
+    load_both_ways(&path);
+    std::fs::remove_file(&path).unwrap();
+}
+
 /// A structural change of one array of a real checkpoint.
 #[derive(Clone, Debug)]
 enum Change {
@@ -122,7 +149,7 @@ fn fuzz_structure(seed: &str, changes: &[Change]) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases(150)))]
+    #![proptest_config(ProptestConfig::with_cases(cases(1000)))]
 
     #[test]
     fn safetensors_bytes(e in edits(), hf in any::<bool>()) {
@@ -139,6 +166,17 @@ proptest! {
     #[test]
     fn npz_bytes(e in edits()) {
         fuzz_bytes("token_32.jax.npz", "npz", &e);
+    }
+
+    #[test]
+    fn pth_members(e in edits(), member in any::<usize>(), pickle in any::<bool>()) {
+        // Half the cases edit the pickle (member 0), the rest any member.
+        fuzz_zip_member("token_32.model.pth", "pth", if pickle { 0 } else { member }, &e);
+    }
+
+    #[test]
+    fn npz_members(e in edits(), member in any::<usize>()) {
+        fuzz_zip_member("token_32.jax.npz", "npz", member, &e);
     }
 
     #[test]
