@@ -61,7 +61,9 @@ pub(super) fn attention_heads(
                 head(task, scores.as_mut_ptr())
             }),
         });
-    // SAFETY: the heads' second GEMMs wrote every column of every row.
+    // SAFETY: task (bi, hi)'s second GEMM wrote columns hi * dh .. (hi + 1) * dh of image bi's
+    // S rows; heads * dh = D (`shapes::attention` checked that heads divides D at the entry),
+    // so every column of every row is written.
     tensor(unsafe { out.assume_written() }, Shape::new([b, s, d]))
 }
 
@@ -140,7 +142,9 @@ pub(super) fn attention_backward(
             );
         })
     });
-    // SAFETY: see above.
+    // SAFETY: task (bi, hi) wrote its head's dh columns of the dQ, dK and dV thirds of image
+    // bi's S rows; heads * dh = D and the width is 3D (checked at the entry by
+    // `shapes::attention_backward`), so all 3D columns of every row are written.
     tensor(unsafe { dqkv.assume_written() }, shape)
 }
 

@@ -112,8 +112,9 @@ pub(super) fn gemm_rows(
         let rows = GEMM_ROWS.min(m - start);
         // SAFETY: the block's rows lie within the m * n elements of `out`.
         let block = unsafe { base.at(start * n) };
-        // SAFETY: `a` (from `matrix`) spans m rows of stride a_rs and k columns of stride a_cs,
-        // so row `start` onwards is in bounds; `b` spans [k, n]; `block` has rows * n elements.
+        // SAFETY: `a` (from `matrix`, which checked its element count) spans m rows of stride
+        // a_rs and k columns of stride a_cs, so row `start` onwards is in bounds; `b` spans
+        // [k, n] (likewise checked); `block` has rows * n elements.
         unsafe {
             gemm::gemm(
                 rows,
