@@ -132,11 +132,9 @@ fn resume(run_dir: &Path) -> Output {
     run(c, &[])
 }
 
-#[test]
-fn sigkill_between_checkpoints_then_resume_replays_the_same_losses() {
-    let straight = straight_run("crash-straight-kill");
-    let dir = temp_dir("crash-kill");
-    let (_, args) = recipe_file(&dir, SETS);
+/// Starts the SETS run in `dir/run` and kills it (SIGKILL) once step `step` is logged.
+fn run_and_kill_after(dir: &Path, step: usize) -> PathBuf {
+    let (_, args) = recipe_file(dir, SETS);
     let run_dir = dir.join("run");
     let mut child = bin()
         .args(&args)
@@ -144,19 +142,27 @@ fn sigkill_between_checkpoints_then_resume_replays_the_same_losses() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Kill (SIGKILL) between checkpoints: once step 7 is logged (the checkpoint of step 6 in
-    // place, the next one due at step 9), so that the resume also drops logged steps.
     let start = Instant::now();
-    while !logged_step(&run_dir, 7) {
+    while !logged_step(&run_dir, step) {
         assert!(
             child.try_wait().unwrap().is_none(),
             "the run ended before it could be killed"
         );
-        assert!(start.elapsed() < Duration::from_secs(120), "no step 7");
+        assert!(start.elapsed() < Duration::from_secs(120), "no step {step}");
         std::thread::sleep(Duration::from_millis(1));
     }
     child.kill().unwrap();
     child.wait().unwrap();
+    run_dir
+}
+
+#[test]
+fn sigkill_between_checkpoints_then_resume_replays_the_same_losses() {
+    let straight = straight_run("crash-straight-kill");
+    let dir = temp_dir("crash-kill");
+    // Between checkpoints: step 7 logged, the checkpoint of step 6 in place, the next one due
+    // at step 9, so that the resume also drops logged steps.
+    let run_dir = run_and_kill_after(&dir, 7);
     // The kill may have landed inside a checkpoint write: resolve finds what a resume uses.
     let killed_at = step_of(&vit_train::train::checkpoint::resolve(&run_dir).unwrap()).unwrap();
     assert!(
@@ -179,21 +185,7 @@ fn a_crash_while_writing_a_checkpoint_leaves_the_previous_one_loadable() {
     // aside and the new one not yet in place (the one instant with no `last`).
     for stage in ["written", "swapping"] {
         let dir = temp_dir(&format!("crash-{stage}"));
-        let (_, args) = recipe_file(&dir, SETS);
-        let run_dir = dir.join("run");
-        let mut child = bin()
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let last = run_dir.join("checkpoints/last");
-        while step_of(&last).is_none_or(|s| s < 9) {
-            assert!(child.try_wait().unwrap().is_none(), "the run ended early");
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
+        let run_dir = run_and_kill_after(&dir, 10);
         let before = step_of(&vit_train::train::checkpoint::resolve(&run_dir).unwrap()).unwrap();
         // Resume with the fault armed: it aborts in its first checkpoint write.
         let mut c = bin();
@@ -204,14 +196,16 @@ fn a_crash_while_writing_a_checkpoint_leaves_the_previous_one_loadable() {
             "{}",
             text(&out)
         );
-        // The checkpoint before the crash is still found and loads: the run completes with
-        // the same losses.
+        // The checkpoint before the crash is still found (moved aside to `last.old` in the
+        // `swapping` case) and loads: the run completes with the same losses.
         let found = vit_train::train::checkpoint::resolve(&run_dir).unwrap();
-        assert!(
-            step_of(&found).unwrap() >= before,
-            "{stage}: {}",
-            found.display()
-        );
+        let want = if stage == "swapping" {
+            "last.old"
+        } else {
+            "last"
+        };
+        assert_eq!(found.file_name().unwrap(), want, "{stage}");
+        assert_eq!(step_of(&found), Some(before), "{stage}");
         let out = resume(&run_dir);
         assert!(out.status.success(), "{stage}: {}", text(&out));
         assert_same_losses(&straight, &losses(&run_dir));
@@ -240,6 +234,12 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
+/// Keeps the first 1/`part` of a file.
+fn truncate(path: &Path, part: usize) {
+    let bytes = std::fs::read(path).unwrap();
+    std::fs::write(path, &bytes[..bytes.len() / part]).unwrap();
+}
+
 #[test]
 fn a_corrupt_checkpoint_is_named_and_the_run_left_as_it_was() {
     let dir = temp_dir("crash-corrupt");
@@ -256,11 +256,7 @@ fn a_corrupt_checkpoint_is_named_and_the_run_left_as_it_was() {
     let cases: [(&str, Corrupt, &str); 4] = [
         (
             "truncated model",
-            |ckpt| {
-                let p = ckpt.join("model.safetensors");
-                let bytes = std::fs::read(&p).unwrap();
-                std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
-            },
+            |ckpt| truncate(&ckpt.join("model.safetensors"), 2),
             "model.safetensors",
         ),
         (
@@ -270,11 +266,7 @@ fn a_corrupt_checkpoint_is_named_and_the_run_left_as_it_was() {
         ),
         (
             "truncated optimizer state",
-            |ckpt| {
-                let p = ckpt.join("optimizer.bpk");
-                let bytes = std::fs::read(&p).unwrap();
-                std::fs::write(&p, &bytes[..bytes.len() / 3]).unwrap();
-            },
+            |ckpt| truncate(&ckpt.join("optimizer.bpk"), 3),
             "optimizer.bpk",
         ),
         (
@@ -307,9 +299,7 @@ fn a_corrupt_checkpoint_is_named_and_the_run_left_as_it_was() {
         }
     }
     // Evaluating a truncated model names it too.
-    let p = last.join("model.safetensors");
-    let bytes = std::fs::read(&p).unwrap();
-    std::fs::write(&p, &bytes[..100]).unwrap();
+    truncate(&last.join("model.safetensors"), 50);
     let mut c = bin();
     c.arg("eval").arg("--checkpoint").arg(&run_dir);
     let out = run(c, &[]);

@@ -166,18 +166,22 @@ fn files_with_a_bad_one(dir: &std::path::Path) -> vit_train::data::ImageSet {
     vit_train::data::ImageSet::from_files(paths, vec![0; 10], [1, 8, 8], vec!["a".into()]).unwrap()
 }
 
+/// One-channel normalisation, no augmentation.
+fn normalize_only() -> vit_train::data::transforms::Transform {
+    vit_train::data::transforms::Transform {
+        augment: Default::default(),
+        mean: vec![0.5],
+        std: vec![0.5],
+    }
+}
+
 #[test]
 fn loader_reports_an_unreadable_image_in_its_batch() {
     use std::sync::Arc;
     use vit_train::data::loader::{Loader, Mode, plan};
-    use vit_train::data::transforms::Transform;
     let dir = temp_dir("loader-bad-file");
     let set = Arc::new(files_with_a_bad_one(&dir));
-    let transform = Arc::new(Transform {
-        augment: Default::default(),
-        mean: vec![0.5],
-        std: vec![0.5],
-    });
+    let transform = Arc::new(normalize_only());
     let batches = plan(set.len(), 3, Mode::Eval, false);
     let results: Vec<_> = Loader::new(set, batches, 0, Mode::Eval, transform, 2).collect();
     // Batches 0 and 1 are whole; batch 2 (images 6, 7, 8) fails naming the file; the loader
@@ -208,8 +212,7 @@ fn loader_turns_a_worker_panic_into_an_error() {
             erase_prob: 1.5,
             ..Default::default()
         },
-        mean: vec![0.5],
-        std: vec![0.5],
+        ..normalize_only()
     });
     let mode = Mode::Train {
         seed: 1,
@@ -234,14 +237,9 @@ fn loader_turns_a_worker_panic_into_an_error() {
 #[test]
 fn evaluate_sees_every_image_or_fails() {
     use std::sync::Arc;
-    use vit_train::data::transforms::Transform;
     let dir = temp_dir("eval-bad-file");
     let set = Arc::new(files_with_a_bad_one(&dir));
-    let transform = Arc::new(Transform {
-        augment: Default::default(),
-        mean: vec![0.5],
-        std: vec![0.5],
-    });
+    let transform = Arc::new(normalize_only());
     let device = burn::tensor::Device::flex();
     let model = vit_model::VitConfig::new()
         .with_image_size([8, 8])
@@ -254,5 +252,19 @@ fn evaluate_sees_every_image_or_fails() {
         .init(&device);
     let err = vit_train::eval::evaluate(&model, set, transform, 4, 2, &device).unwrap_err();
     assert!(format!("{err:#}").contains("broken.png"), "{err:#}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_empty_split_is_an_error() {
+    let dir = temp_dir("empty-split");
+    // 0.0001 of 800 training images rounds to no validation image.
+    let (_, config) = recipe(&dir, &["data.val_fraction=0.0001"]);
+    let vit = config.model.vit_config().unwrap();
+    let err = vit_train::data::load_splits(&config.data, &vit, 1)
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap();
+    assert!(err.contains("the validation split has no images"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -282,6 +282,16 @@ pub fn load_splits(data: &DataSection, model: &VitConfig, seed: u64) -> Result<S
         let n = n.min(val.len());
         val = val.subset(&(0..n).collect::<Vec<_>>());
     }
+    // An empty split would train on nothing or report an accuracy over no images.
+    for (name, set) in [("training", &train), ("validation", &val), ("test", &test)] {
+        if set.is_empty() {
+            bail!(
+                "{}: the {name} split has no images (check data.train / data.val / data.test, \
+                 data.val_fraction and the limits)",
+                data.root.display()
+            );
+        }
+    }
     Ok(Splits {
         train: fit(train, data, model)?,
         val: fit(val, data, model)?,
