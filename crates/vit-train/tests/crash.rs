@@ -213,6 +213,26 @@ fn a_crash_while_writing_a_checkpoint_leaves_the_previous_one_loadable() {
     }
 }
 
+#[test]
+fn a_moved_run_folder_resumes_where_it_is() {
+    let dir = temp_dir("crash-moved");
+    let run_dir = run_and_kill_after(&dir, 7);
+    let moved = dir.join("moved");
+    std::fs::rename(&run_dir, &moved).unwrap();
+    let out = resume(&moved);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        losses(&moved).len(),
+        40,
+        "the whole run is logged in the moved folder"
+    );
+    assert!(
+        !run_dir.exists(),
+        "nothing is written where the run used to be"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// All the bytes of a folder, by relative path.
 fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
