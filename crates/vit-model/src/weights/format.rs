@@ -142,20 +142,14 @@ pub fn read_weights(
         })?,
     };
     let dict = match format {
-        WeightFormat::Timm => strip_wrapper(dict, &prefix),
-        WeightFormat::HfVit | WeightFormat::HfDinov2 => {
-            hf::hf_to_timm(dict, &prefix).map_err(|message| VitError::WeightsFile {
-                path: path.to_path_buf(),
-                message,
-            })?
-        }
-        WeightFormat::Jax => {
-            jax::jax_to_timm(dict, &prefix).map_err(|message| VitError::WeightsFile {
-                path: path.to_path_buf(),
-                message,
-            })?
-        }
-    };
+        WeightFormat::Timm => Ok(strip_wrapper(dict, &prefix)),
+        WeightFormat::HfVit | WeightFormat::HfDinov2 => hf::hf_to_timm(dict, &prefix),
+        WeightFormat::Jax => jax::jax_to_timm(dict, &prefix),
+    }
+    .map_err(|message| VitError::WeightsFile {
+        path: path.to_path_buf(),
+        message,
+    })?;
     Ok((dict, format))
 }
 

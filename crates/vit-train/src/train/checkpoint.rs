@@ -171,8 +171,8 @@ pub fn load_optimizer(dir: &Path, optim: ModuleOptimizer) -> Result<ModuleOptimi
             path.display()
         );
     }
-    // Burn's reader expects well-formed records (it panics on some malformed ones): a bad file
-    // is this file's error either way.
+    // Burn's record loading has `expect`s on what it reads: should one fire on a malformed
+    // file, that is this file's error too.
     let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| optim.load(&path)));
     match loaded {
         Ok(Ok(optim)) => Ok(optim),
