@@ -21,6 +21,7 @@ CASES = {
     "ti16-train": ("vit_tiny_patch16_224", 32, True),
     "ti16-infer": ("vit_tiny_patch16_224", 32, False),
     "b16-infer": ("vit_base_patch16_224", 8, False),
+    "r26s32-infer": ("vit_small_r26_s32_224", 8, False),
 }
 
 
@@ -28,7 +29,7 @@ def model(name):
     if name == "cifar":
         return VisionTransformer(img_size=32, patch_size=4, num_classes=10, embed_dim=192, depth=6,
                                  num_heads=3, mlp_ratio=4.0), (3, 32, 32)
-    return timm.create_model(name, pretrained=False), (3, 224, 224)
+    return timm.create_model(name, pretrained=False, num_classes=1000), (3, 224, 224)
 
 
 def timed(warmup, steps, fn):

@@ -157,6 +157,9 @@ def case_resample(out):
 PRESETS = [f"{stem}_{res}" for stem in [
     "vit_tiny_patch16", "vit_small_patch16", "vit_small_patch32", "vit_base_patch16", "vit_base_patch32",
     "vit_base_patch8", "vit_large_patch16", "vit_large_patch32", "vit_large_patch14", "vit_huge_patch14",
+] for res in (224, 384)] + [f"{stem}_{res}" for stem in [
+    # The hybrids (ResNet + ViT, paper section 3.1).
+    "vit_tiny_r_s16_p8", "vit_small_r26_s32", "vit_base_r26_s32", "vit_base_r50_s16", "vit_large_r50_s32",
 ] for res in (224, 384)]
 
 

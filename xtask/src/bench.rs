@@ -11,13 +11,14 @@ use serde_json::Value;
 
 use crate::python;
 
-pub const CASES: [&str; 6] = [
+pub const CASES: [&str; 7] = [
     "gemm",
     "cifar-train",
     "cifar-infer",
     "ti16-train",
     "ti16-infer",
     "b16-infer",
+    "r26s32-infer",
 ];
 
 const BEGIN: &str = "<!-- cargo xtask bench: begin -->";

@@ -35,7 +35,7 @@ enum Task {
         #[arg(long, default_value_t = 10)]
         steps: usize,
         /// Cases to run (default all): gemm, cifar-train, cifar-infer, ti16-train,
-        /// ti16-infer, b16-infer.
+        /// ti16-infer, b16-infer, r26s32-infer.
         #[arg(long, value_delimiter = ',')]
         cases: Vec<String>,
         /// Our backends to measure (default cpu, i.e. Flex); others (ndarray, ...) are
@@ -78,6 +78,15 @@ fn main() -> Result<()> {
                 &python,
                 &[
                     root.join("xtask/python/foreign_fixtures.py").as_os_str(),
+                    "--out".as_ref(),
+                    out.as_os_str(),
+                ],
+            )?;
+            // The hybrids (ResNet + ViT): parity, gradients, resampling, the JAX layout.
+            python::run(
+                &python,
+                &[
+                    root.join("xtask/python/hybrid_fixtures.py").as_os_str(),
                     "--out".as_ref(),
                     out.as_os_str(),
                 ],

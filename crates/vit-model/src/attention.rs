@@ -1,5 +1,6 @@
 //! Multi-head self-attention with one fused `qkv` projection.
 
+use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
@@ -32,25 +33,39 @@ pub struct Attention {
     pub num_heads: usize,
 }
 
-impl Attention {
-    /// Builds the attention layer with the JAX init.
-    pub fn new(
-        dim: usize,
-        num_heads: usize,
-        qkv_bias: bool,
-        attn_drop: f64,
-        proj_drop: f64,
-        device: &Device,
-    ) -> Self {
-        Self {
-            qkv: xavier_linear(dim, 3 * dim, qkv_bias, device),
+/// Configuration of an [`Attention`] layer (timm `Attention`).
+#[derive(Config, Debug)]
+pub struct AttentionConfig {
+    /// Token width D.
+    pub dim: usize,
+    /// Number of heads h; must divide `dim`.
+    pub num_heads: usize,
+    /// Bias on the fused `qkv` Linear. Default: `true`.
+    #[config(default = true)]
+    pub qkv_bias: bool,
+    /// Dropout on the attention weights. Default: `0.0`.
+    #[config(default = 0.0)]
+    pub attn_drop: f64,
+    /// Dropout after the output projection. Default: `0.0`.
+    #[config(default = 0.0)]
+    pub proj_drop: f64,
+}
+
+impl AttentionConfig {
+    /// Builds the layer with the JAX init (xavier-uniform weights, zero biases).
+    pub fn init(&self, device: &Device) -> Attention {
+        let dim = self.dim;
+        Attention {
+            qkv: xavier_linear(dim, 3 * dim, self.qkv_bias, device),
             proj: xavier_linear(dim, dim, true, device),
-            attn_drop: DropoutConfig::new(attn_drop).init(),
-            proj_drop: DropoutConfig::new(proj_drop).init(),
-            num_heads,
+            attn_drop: DropoutConfig::new(self.attn_drop).init(),
+            proj_drop: DropoutConfig::new(self.proj_drop).init(),
+            num_heads: self.num_heads,
         }
     }
+}
 
+impl Attention {
     /// Self-attention over a token sequence; with `return_weights`, also the attention
     /// weights (after softmax, before attention dropout).
     ///

@@ -4,6 +4,7 @@ use burn::config::Config;
 use serde::{Deserialize, Serialize};
 
 use crate::error::VitError;
+use crate::hybrid::ResNetConfig;
 
 /// How the encoder output is reduced to one vector per image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,15 +84,42 @@ pub struct VitConfig {
     /// LayerNorm epsilon. Default: `1e-6` (the paper's; Burn's own default is 1e-5).
     #[config(default = 1e-6)]
     pub norm_eps: f64,
+    /// The hybrid's ResNet (paper section 3.1; `[model.backbone]` in a recipe): when set,
+    /// patches are cut from its feature map, and `patch_size` counts feature-map cells (1 for
+    /// the R50 hybrids). Default: `None` (patches of the image).
+    #[config(default = "None")]
+    pub backbone: Option<ResNetConfig>,
 }
 
 impl VitConfig {
-    /// Patch grid `[rows, cols]`.
+    /// What the patches are cut from: the image, or the hybrid backbone's feature map,
+    /// `[height, width]`.
+    pub fn embed_input_size(&self) -> [usize; 2] {
+        match &self.backbone {
+            Some(b) => b.feature_size(self.image_size),
+            None => self.image_size,
+        }
+    }
+
+    /// Channels of what the patches are cut from (`in_channels`, or the backbone's output).
+    pub fn embed_in_channels(&self) -> usize {
+        match &self.backbone {
+            Some(b) => b.out_channels(),
+            None => self.in_channels,
+        }
+    }
+
+    /// Input pixels per patch `[height, width]`: the patch size, times the backbone's
+    /// stride for a hybrid.
+    pub fn pixels_per_patch(&self) -> [usize; 2] {
+        let s = self.backbone.as_ref().map_or(1, ResNetConfig::stride);
+        [self.patch_size[0] * s, self.patch_size[1] * s]
+    }
+
+    /// Patch grid `[rows, cols]` (of the feature map, for a hybrid).
     pub fn grid_size(&self) -> [usize; 2] {
-        [
-            self.image_size[0] / self.patch_size[0],
-            self.image_size[1] / self.patch_size[1],
-        ]
+        let [h, w] = self.embed_input_size();
+        [h / self.patch_size[0], w / self.patch_size[1]]
     }
 
     /// Number of patch tokens N.
@@ -126,7 +154,11 @@ impl VitConfig {
         let d = self.embed_dim;
         let m = self.mlp_hidden();
         let [ph, pw] = self.patch_size;
-        let patch = ph * pw * self.in_channels * d + d;
+        let backbone = self
+            .backbone
+            .as_ref()
+            .map_or(0, |b| b.num_params(self.in_channels));
+        let patch = backbone + ph * pw * self.embed_in_channels() * d + d;
         let cls = if self.class_token { d } else { 0 };
         let pos = self.seq_len() * d;
         let qkv = d * 3 * d + if self.qkv_bias { 3 * d } else { 0 };
@@ -156,7 +188,10 @@ impl VitConfig {
             self.num_patches() as u64,
         );
         let [ph, pw] = self.patch_size;
-        let patch = n * (ph * pw * self.in_channels) as u64 * d;
+        let backbone = self.backbone.as_ref().map_or(0, |b| {
+            b.flops_per_image(self.in_channels, self.image_size) / 2
+        });
+        let patch = backbone + n * (ph * pw * self.embed_in_channels()) as u64 * d;
         let attn = s * d * 3 * d + 2 * s * s * d + s * d * d;
         let mlp = 2 * s * d * m;
         let head = d * self.num_classes as u64;
@@ -182,11 +217,24 @@ impl VitConfig {
                 self.patch_size
             ));
         }
-        if !h.is_multiple_of(ph) || !w.is_multiple_of(pw) {
-            return bad(format!(
-                "patch_size = {:?}: must divide image_size {:?}",
-                self.patch_size, self.image_size
-            ));
+        if let Some(b) = &self.backbone {
+            b.validate().or_else(bad)?;
+        }
+        let [fh, fw] = self.embed_input_size();
+        if !fh.is_multiple_of(ph) || !fw.is_multiple_of(pw) {
+            return bad(match &self.backbone {
+                None => format!(
+                    "patch_size = {:?}: must divide image_size {:?}",
+                    self.patch_size, self.image_size
+                ),
+                Some(_) => format!(
+                    "patch_size = {:?}: must divide the backbone's feature map {:?} (image_size \
+                     {:?})",
+                    self.patch_size,
+                    [fh, fw],
+                    self.image_size
+                ),
+            });
         }
         for (name, v) in [
             ("in_channels", self.in_channels),

@@ -77,15 +77,7 @@ impl VitConfig {
         let d = self.embed_dim;
         let norm = || LayerNorm::new(d, self.norm_eps, device);
         let blocks = (0..self.depth)
-            .map(|i| {
-                // Stochastic depth rises linearly from 0 (first block) to the rate (last).
-                let rate = if self.depth > 1 {
-                    self.drop_path_rate * i as f64 / (self.depth - 1) as f64
-                } else {
-                    0.0
-                };
-                Block::new(self, rate, device)
-            })
+            .map(|i| self.block(i).init(device))
             .collect();
         let head_in = self.representation_size.unwrap_or(d);
         let head = (self.num_classes > 0).then(|| {
@@ -94,7 +86,7 @@ impl VitConfig {
             head
         });
         Ok(VisionTransformer {
-            patch_embed: PatchEmbed::new(self.in_channels, d, self.patch_size, device),
+            patch_embed: PatchEmbed::new(self, device),
             cls_token: self
                 .class_token
                 .then(|| Initializer::Zeros.init([1, 1, d], device)),

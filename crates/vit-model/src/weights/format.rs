@@ -4,13 +4,16 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
+use serde::{Deserialize, Serialize};
+
 use super::StateDict;
 use super::{hf, jax, npz, pytorch, safetensors};
 use crate::error::VitError;
 
 /// The naming scheme (and layout) of a checkpoint. Containers (safetensors, PyTorch zip,
 /// npz) are told apart by the file's extension; the scheme by the keys inside.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum WeightFormat {
     /// timm's `VisionTransformer` state dict (also what vit writes), optionally wrapped
     /// (`{"model": ...}`, `{"state_dict": ...}`, `module.` prefixes).

@@ -4,7 +4,9 @@
 //! Layouts: the conv kernel is HWIO (`[ph, pw, C, D]` -> timm `[D, C, ph, pw]`), Dense
 //! kernels are `[in, out]` (-> `[out, in]`), and attention keeps per-head kernels:
 //! `query/key/value` `[D, heads, head_dim]` (fused into timm's `qkv` rows `[q; k; v]`), `out`
-//! `[heads, head_dim, D]`.
+//! `[heads, head_dim, D]`. A hybrid's ResNet (`R50+ViT-B_16.npz`) has `conv_root`,
+//! `gn_root` and `block{i}/unit{j}/{conv,gn}{1,2,3}` (+ `conv_proj`, `gn_proj` on a stage's
+//! first unit), numbered from 1.
 
 use burn::tensor::TensorData;
 
@@ -142,7 +144,89 @@ pub fn jax_to_timm(mut dict: StateDict, prefix: &str) -> Result<StateDict, Strin
             }
         }
     }
+    hybrid_backbone(&mut take, &mut out)?;
     // Whatever is left has no timm counterpart.
     out.extend(dict);
     Ok(out)
+}
+
+/// The hybrid's ResNet (`models_vit.py` / `models_resnet.py` names), when the file has one.
+fn hybrid_backbone(
+    take: &mut impl FnMut(&str) -> Option<(String, TensorData)>,
+    out: &mut StateDict,
+) -> Result<(), String> {
+    let Some(root) = take("conv_root/kernel") else {
+        return Ok(());
+    };
+    // The first unit's kernel, taken now to tell a stem-only backbone, which timm names
+    // without `stem.`.
+    let mut first_unit = take("block1/unit1/conv1/kernel");
+    let stem = if first_unit.is_none() {
+        "patch_embed.backbone."
+    } else {
+        "patch_embed.backbone.stem."
+    };
+    out.insert(format!("{stem}conv.weight"), hwio(root)?);
+    norm(take, "gn_root", &format!("{stem}norm"), out);
+    for i in 1.. {
+        let mut found = false;
+        for j in 1.. {
+            let unit = format!("block{i}/unit{j}/");
+            let Some(conv1) = first_unit
+                .take()
+                .or_else(|| take(&format!("{unit}conv1/kernel")))
+            else {
+                break;
+            };
+            found = true;
+            let b = format!("patch_embed.backbone.stages.{}.blocks.{}.", i - 1, j - 1);
+            out.insert(format!("{b}conv1.weight"), hwio(conv1)?);
+            for r in [2, 3] {
+                if let Some(k) = take(&format!("{unit}conv{r}/kernel")) {
+                    out.insert(format!("{b}conv{r}.weight"), hwio(k)?);
+                }
+            }
+            for r in [1, 2, 3] {
+                norm(take, &format!("{unit}gn{r}"), &format!("{b}norm{r}"), out);
+            }
+            if let Some(k) = take(&format!("{unit}conv_proj/kernel")) {
+                out.insert(format!("{b}downsample.conv.weight"), hwio(k)?);
+            }
+            norm(
+                take,
+                &format!("{unit}gn_proj"),
+                &format!("{b}downsample.norm"),
+                out,
+            );
+        }
+        if !found {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// An HWIO conv kernel as timm's `[out, in, kh, kw]`.
+fn hwio((key, t): (String, TensorData)) -> Result<TensorData, String> {
+    if t.shape().len() != 4 {
+        return Err(format!(
+            "array `{key}` has shape {:?}; expected 4 axes (an HWIO conv kernel)",
+            t.shape().to_vec()
+        ));
+    }
+    permute(&t, &[3, 2, 0, 1]).map_err(|e| format!("array `{key}` {e}"))
+}
+
+/// A flax GroupNorm's `scale` / `bias` as timm's `weight` / `bias`.
+fn norm(
+    take: &mut impl FnMut(&str) -> Option<(String, TensorData)>,
+    jax: &str,
+    timm: &str,
+    out: &mut StateDict,
+) {
+    for (j, t) in [("scale", "weight"), ("bias", "bias")] {
+        if let Some((_, v)) = take(&format!("{jax}/{j}")) {
+            out.insert(format!("{timm}.{t}"), v);
+        }
+    }
 }

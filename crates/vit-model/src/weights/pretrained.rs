@@ -82,6 +82,10 @@ fn adapt(
     if format == WeightFormat::HfVit {
         source.norm_eps = 1e-12;
     }
+    if format == WeightFormat::Jax {
+        // The ResNet as the JAX code computes it (timm's epsilons differ slightly).
+        source.backbone = source.backbone.map(|b| b.with_jax_epsilons());
+    }
     // Only where the file has the blocks; a file in the wrong format is then reported key by key.
     if dict.contains_key("blocks.0.attn.qkv.weight") {
         source.qkv_bias = dict.contains_key("blocks.0.attn.qkv.bias");
@@ -129,7 +133,8 @@ fn adapt(
                     source.grid_size()[1]
                 )));
             }
-            source.image_size = [side * config.patch_size[0], side * config.patch_size[1]];
+            let [ph, pw] = config.pixels_per_patch();
+            source.image_size = [side * ph, side * pw];
         }
     }
     source.validate()?;

@@ -24,9 +24,23 @@ struct KeyMap {
 struct PathTracker {
     names: Vec<String>,
     containers: Vec<String>,
+    /// timm builds a stem-only backbone as the stem itself (`patch_embed.backbone.conv`),
+    /// not as a ResNet with a `stem` (`patch_embed.backbone.stem.conv`).
+    stem_only: bool,
 }
 
 impl PathTracker {
+    fn of(model: &VisionTransformer) -> Self {
+        Self {
+            stem_only: model
+                .config
+                .backbone
+                .as_ref()
+                .is_some_and(|b| b.layers.is_empty()),
+            ..Self::default()
+        }
+    }
+
     fn enter(&mut self, name: &str, container: &str) {
         self.names.push(name.to_string());
         self.containers.push(container.to_string());
@@ -49,6 +63,9 @@ impl PathTracker {
             ("Struct:LayerNorm", "beta") => *last = "bias".into(),
             ("Struct:Linear", "weight") => transpose = true,
             _ => {}
+        }
+        if self.stem_only && names.starts_with(&["patch_embed".into(), "backbone".into()]) {
+            names.retain_mut(|n| n != "stem");
         }
         KeyMap {
             key: names.join("."),
@@ -106,7 +123,7 @@ impl ModuleVisitor for Walk {
 
 fn walk(model: &VisionTransformer, with_data: bool) -> BTreeMap<String, Entry> {
     let mut w = Walk {
-        path: PathTracker::default(),
+        path: PathTracker::of(model),
         with_data,
         entries: BTreeMap::new(),
     };
@@ -191,7 +208,9 @@ pub fn load_state_dict(
     if !problems.is_empty() {
         return Err(VitError::WeightsMismatch { problems });
     }
+    let path = PathTracker::of(&model);
     Ok(model.map(&mut Rewrite {
+        path,
         values: dict,
         ..Default::default()
     }))
@@ -208,7 +227,9 @@ pub fn param_ids(model: &VisionTransformer) -> BTreeMap<String, u64> {
 
 /// Gives parameters the ids of `ids` (by timm key), as [`param_ids`] recorded them.
 pub fn set_param_ids(model: VisionTransformer, ids: BTreeMap<String, u64>) -> VisionTransformer {
+    let path = PathTracker::of(&model);
     model.map(&mut Rewrite {
+        path,
         ids,
         ..Default::default()
     })
