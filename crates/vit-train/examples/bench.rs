@@ -2,7 +2,8 @@
 //! median step time, images/s and the process's peak resident memory.
 //!
 //! `bench CASE [--steps N] [--warmup N] [--device cpu]`, CASE one of `cifar-train`,
-//! `cifar-infer`, `ti16-train`, `ti16-infer`, `b16-infer`, `gemm`. Each case runs in its own
+//! `cifar-infer`, `ti16-train`, `ti16-infer`, `b16-infer`, `r26s32-infer` (the hybrid
+//! R26+ViT-S/32), `gemm`. Each case runs in its own
 //! process so that its peak memory is its own. Training steps are forward, backward and an
 //! AdamW step (PyTorch's defaults) on random data; inference is a forward pass without
 //! autodiff. The allocator is the `vit-train` binary's (mimalloc, configured by
@@ -28,16 +29,18 @@ fn case(name: &str) -> Result<Option<(VitConfig, usize, bool)>> {
         .with_mlp_dim(Some(768));
     let ti16 = VitConfig::preset("vit_tiny_patch16_224")?;
     let b16 = VitConfig::preset("vit_base_patch16_224")?;
+    let r26s32 = VitConfig::preset("vit_small_r26_s32_224")?;
     Ok(Some(match name {
         "cifar-train" => (cifar, 128, true),
         "cifar-infer" => (cifar, 128, false),
         "ti16-train" => (ti16, 32, true),
         "ti16-infer" => (ti16, 32, false),
         "b16-infer" => (b16, 8, false),
+        "r26s32-infer" => (r26s32, 8, false),
         "gemm" => return Ok(None),
         other => bail!(
             "unknown case `{other}`; expected cifar-train, cifar-infer, ti16-train, ti16-infer, \
-             b16-infer or gemm"
+             b16-infer, r26s32-infer or gemm"
         ),
     }))
 }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use vit_model::{ResampleMode, WeightFormat};
 
 /// Train, evaluate and run Vision Transformers. Without a subcommand, trains.
 #[derive(Parser, Debug)]
@@ -88,14 +89,14 @@ pub struct PredictArgs {
     pub model: Option<String>,
     /// Force the format of --weights: timm, hf-vit, hf-dinov2 or jax (default: detect).
     #[arg(long, requires = "weights")]
-    pub weights_format: Option<String>,
+    pub weights_format: Option<WeightFormat>,
     /// Input size HxW (or one number) for --weights, when not the preset's: position
     /// embeddings are resampled on load.
     #[arg(long, requires = "weights")]
     pub image_size: Option<String>,
     /// Position-embedding resampling for --image-size: timm, jax, hf, bilinear, nearest.
     #[arg(long, default_value = "timm", requires = "weights")]
-    pub posemb_resample: String,
+    pub posemb_resample: ResampleMode,
     /// Per-channel mean for --weights (default timm's ViT 0.5,0.5,0.5).
     #[arg(long, value_delimiter = ',', requires = "weights")]
     pub mean: Option<Vec<f32>>,

@@ -1,32 +1,59 @@
 //! `info`: what a recipe would train, without training.
 
 use anyhow::Result;
+use serde::Serialize;
 
 use crate::config::Config;
 use crate::train::schedule::lr_at;
 
+/// A value as a recipe writes it (`"adamw"`, `[32, 32]`, `{ hflip = true, ... }`); an unset
+/// option as `none`.
+fn tv<T: Serialize>(value: &T) -> String {
+    match toml::Value::try_from(value) {
+        Ok(v) => v.to_string(),
+        Err(_) => "none".into(),
+    }
+}
+
 /// A description of the model, data and schedule of a recipe.
 pub fn describe(config: &Config) -> Result<String> {
-    let m = config.model.vit_config()?;
+    let m = &config.model.config;
     let t = &config.train;
     let d = &config.data;
     let mut s = String::new();
     s += &format!(
-        "model: {}\n  image {}x{}, patch {}x{}, {} channels, {} classes\n  D {} depth {} heads {} MLP {} pool {:?} class token {}\n",
-        config.model.preset.as_deref().unwrap_or("custom"),
-        m.image_size[0],
-        m.image_size[1],
-        m.patch_size[0],
-        m.patch_size[1],
+        "model: {}\n  image_size {}, patch_size {}, in_channels {}, num_classes {}\n  \
+         embed_dim {}, depth {}, num_heads {}, MLP {}, pool {}, class_token {}\n",
+        config
+            .model
+            .preset
+            .as_deref()
+            .map_or("custom".into(), |p| format!("preset {p:?}")),
+        tv(&m.image_size),
+        tv(&m.patch_size),
         m.in_channels,
         m.num_classes,
         m.embed_dim,
         m.depth,
         m.num_heads,
         m.mlp_hidden(),
-        m.pool,
+        tv(&m.pool),
         m.class_token
     );
+    if let Some(b) = &m.backbone {
+        let [fh, fw] = m.embed_input_size();
+        s += &format!(
+            "  backbone ResNet layers {}, stem_width {}, feature map {}x{}x{} (stride {}), \
+             {} parameters\n",
+            tv(&b.layers),
+            b.stem_width,
+            b.out_channels(),
+            fh,
+            fw,
+            m.image_size[0] / fh.max(1),
+            group(b.num_params(m.in_channels))
+        );
+    }
     s += &format!(
         "  parameters {}\n  tokens {} ({} patches + {} prefix)\n  FLOPs per image {:.3} G (forward)\n",
         group(m.num_params()),
@@ -36,58 +63,66 @@ pub fn describe(config: &Config) -> Result<String> {
         m.flops_per_image() as f64 / 1e9
     );
     s += &format!(
-        "  dropout {} attention dropout {} drop path {}\n",
-        m.drop_rate, m.attn_drop_rate, m.drop_path_rate
+        "  drop_rate {}, attn_drop_rate {}, drop_path_rate {}\n",
+        tv(&m.drop_rate),
+        tv(&m.attn_drop_rate),
+        tv(&m.drop_path_rate)
     );
     s += &format!(
-        "data: {:?} in {} (train `{}`, test `{}`, validation {})\n  mean {:?} std {:?}\n  augment {:?}\n",
-        d.format,
-        d.root.display(),
-        d.train,
-        d.test,
-        d.val.clone().unwrap_or_else(|| if d.val_fraction > 0.0 {
-            format!("{:.0}% of train", 100.0 * d.val_fraction)
-        } else {
-            "the test split".into()
-        }),
+        "data: format {} in {} (train {}, test {}, validation {})\n  mean {:?} std {:?}\n  augment {}\n",
+        tv(&d.format),
+        tv(&d.root),
+        tv(&d.train),
+        tv(&d.test),
+        d.val
+            .as_ref()
+            .map(tv)
+            .unwrap_or_else(|| if d.val_fraction > 0.0 {
+                format!("{:.0}% of train", 100.0 * d.val_fraction)
+            } else {
+                "the test split".into()
+            }),
+        // f32s: their Debug is the short decimal a recipe writes (`[0.286]`).
         d.mean,
         d.std,
-        d.augment
+        tv(&d.augment)
     );
     s += &format!(
-        "train: {:?} lr {:e} (min {:e}) {:?} decay, warmup {} steps, weight decay {}, batch {} ({} x {} accumulated)\n  epochs {}{} clip {:?} label smoothing {} seed {} device {}\n",
-        t.optimizer,
-        t.lr,
-        t.min_lr,
-        t.schedule,
+        "train: optimizer {}, lr {} (min_lr {}), schedule {}, warmup_steps {}, weight_decay {}, \
+         batch_size {} (accum_steps {} x {} images)\n  epochs {}{}, clip_grad_norm {}, \
+         label_smoothing {}, seed {}, device {}\n",
+        tv(&t.optimizer),
+        tv(&t.lr),
+        tv(&t.min_lr),
+        tv(&t.schedule),
         t.warmup_steps,
-        t.weight_decay,
+        tv(&t.weight_decay),
         t.batch_size,
         t.accum_steps,
         t.batch_size / t.accum_steps,
         t.epochs,
         t.max_steps
-            .map(|m| format!(" (at most {m} steps)"))
+            .map(|m| format!(" (max_steps {m})"))
             .unwrap_or_default(),
-        t.clip_grad_norm,
-        t.label_smoothing,
+        tv(&t.clip_grad_norm),
+        tv(&t.label_smoothing),
         t.seed,
-        t.device
+        tv(&t.device)
     );
     if t.warmup_steps > 0 {
         s += &format!("  lr at step 1: {:e}\n", lr_at(0, t.warmup_steps + 1, t));
     }
     if let Some(d) = t.layer_decay {
-        s += &format!("  layer-wise lr decay {d}\n");
+        s += &format!("  layer_decay {}\n", tv(&d));
     }
     if let Some(f) = &config.finetune {
         s += &format!(
-            "finetune: from {} (format {}), new zero head of {} classes, position embeddings \
-             resampled with `{}`{}\n",
-            f.weights.display(),
-            f.weights_format.as_deref().unwrap_or("detected"),
-            config.model.vit_config()?.num_classes,
-            f.posemb_resample,
+            "finetune: from {} (weights_format {}), new zero head of {} classes, position \
+             embeddings resampled with posemb_resample {}{}\n",
+            tv(&f.weights),
+            f.weights_format.as_ref().map_or("detected".into(), tv),
+            m.num_classes,
+            tv(&f.posemb_resample),
             if f.freeze_backbone {
                 ", backbone frozen (linear probe)"
             } else {
@@ -95,7 +130,7 @@ pub fn describe(config: &Config) -> Result<String> {
             }
         );
     }
-    s += &format!("output: {}\n", config.output.dir.display());
+    s += &format!("output: dir {}\n", tv(&config.output.dir));
     Ok(s)
 }
 

@@ -132,13 +132,8 @@ fn from_weights(
         config.image_size = parse_size(size).map_err(anyhow::Error::msg)?;
     }
     let options = PretrainedOptions {
-        format: args
-            .weights_format
-            .as_deref()
-            .map(|f| f.parse().map_err(anyhow::Error::msg))
-            .transpose()
-            .context("--weights-format")?,
-        resample: args.posemb_resample.parse().context("--posemb-resample")?,
+        format: args.weights_format,
+        resample: args.posemb_resample,
         new_head: None,
     };
     let device = device_from_name(args.device.as_deref().unwrap_or("cpu"))?;
@@ -183,13 +178,18 @@ fn model_config(model: &str) -> Result<VitConfig> {
     let text = std::fs::read_to_string(model).with_context(|| format!("cannot read {model}"))?;
     let mut table: toml::Table =
         toml::from_str(&text).with_context(|| format!("{model} is not valid TOML"))?;
-    let section = table
-        .remove("model")
-        .with_context(|| format!("{model} has no [model] section"))?;
-    let section: ModelSection = section
-        .try_into()
-        .with_context(|| format!("{model}: [model]"))?;
-    section.vit_config().with_context(|| model.to_string())
+    let Some(toml::Value::Table(section)) = table.remove("model") else {
+        bail!("{model} has no [model] table");
+    };
+    let section = ModelSection::from_table(section)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| model.to_string())?;
+    section
+        .config
+        .validate()
+        .map_err(crate::config::rules::model_error)
+        .with_context(|| model.to_string())?;
+    Ok(section.config)
 }
 
 /// timm's evaluation transform (`transforms_factory`, crop_mode "center"): an image already

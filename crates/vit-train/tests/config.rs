@@ -25,7 +25,7 @@ fn shipped_recipes_load_and_b16_is_timm_sized() {
     }
     assert!(n >= 9, "{n} recipes");
     let b16 = Config::load(&configs().join("b16.toml"), &[]).unwrap();
-    let vit = b16.model.vit_config().unwrap();
+    let vit = b16.model.config.clone();
     assert_eq!(vit.num_params(), 86_567_656);
     assert_eq!(b16.train.batch_size, 4096);
     assert_eq!(b16.train.clip_grad_norm, Some(1.0));
@@ -45,7 +45,7 @@ fn set_overrides_any_key() {
         ],
     );
     assert_eq!(c.train.lr, 3e-4);
-    assert_eq!(c.model.depth, Some(3));
+    assert_eq!(c.model.config.depth, 3);
     assert!(!c.data.augment.hflip);
     assert_eq!(c.train.device, "wgpu");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -86,6 +86,54 @@ fn unknown_keys_and_wrong_types_name_the_key() {
     );
     let err = load_err(|t| t.replace("mean = [0.2860]", "mean = [0.2, 0.3]"), &[]);
     assert!(err.contains("data.mean"), "{err}");
+}
+
+/// `[model]` is the preset with the user's keys laid over it, deserialised into `VitConfig`
+/// (the one place a model hyper-parameter is declared); a run's recorded recipe reads back as
+/// the same architecture, through TOML and through JSON (a checkpoint's `state.json`).
+#[test]
+fn model_is_the_preset_under_the_users_keys() {
+    let dir = temp_dir("cfg-model");
+    let path = dir.join("m.toml");
+    let text = recipe_text(&dir);
+    let start = text.find("[model]").unwrap();
+    let end = text[start..].find("\n[").unwrap() + start;
+    let model = "[model]\npreset = \"vit_small_patch16_224\"\nimage_size = [32, 32]\n\
+                 patch_size = [4, 4]\nnum_classes = 10\nin_channels = 1\nembed_dim = 96\n\
+                 depth = 2\n";
+    std::fs::write(&path, format!("{}{model}{}", &text[..start], &text[end..])).unwrap();
+    let c = Config::load(&path, &[]).unwrap();
+    let m = &c.model.config;
+    assert_eq!(c.model.preset.as_deref(), Some("vit_small_patch16_224"));
+    // The preset's values where the recipe is silent (heads 6, MLP ratio 4 of the new width).
+    assert_eq!((m.embed_dim, m.depth, m.num_heads), (96, 2, 6));
+    assert_eq!(m.mlp_hidden(), 384);
+    assert_eq!(m.backbone, None);
+
+    // A backbone table completes its own defaults; a hybrid preset's backbone is kept.
+    let c = Config::load(&path, &["model.backbone.layers=[1]".into()]).unwrap();
+    let b = c.model.config.backbone.clone().unwrap();
+    assert_eq!((b.layers, b.stem_width, b.norm_groups), (vec![1], 64, 32));
+    let c = Config::load(
+        &path,
+        &[
+            "model.preset=\"vit_base_r50_s16_224\"".into(),
+            "model.patch_size=[1, 1]".into(),
+            "model.backbone.stem_width=32".into(),
+        ],
+    )
+    .unwrap();
+    let b = c.model.config.backbone.clone().unwrap();
+    assert_eq!((b.layers, b.stem_width), (vec![3, 4, 9], 32));
+
+    // Recorded and read back: TOML (the run's config.toml) and JSON (state.json).
+    let toml_text = toml::to_string_pretty(&c).unwrap();
+    assert!(toml_text.contains("[model.backbone]"), "{toml_text}");
+    let again: Config = toml::from_str(&toml_text).unwrap();
+    assert_eq!(again.model, c.model);
+    let json: Config = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+    assert_eq!(json.model, c.model);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -200,6 +248,26 @@ fn every_field_out_of_range_is_named() {
         ("data.format=\"csv\"", "data.format"),
         ("data.on_bad_image=\"ignore\"", "data.on_bad_image"),
         ("model.pool=\"max\"", "model.pool"),
+        ("model.preset=\"vit_giant\"", "model.preset"),
+        (
+            "model.backbone.layers=[3, 0]",
+            "model.backbone.layers = [3, 0]",
+        ),
+        (
+            "model.backbone.stem_width=48",
+            "model.backbone.stem_width = 48",
+        ),
+        ("model.backbone.norm_eps=0.0", "model.backbone.norm_eps = 0"),
+        ("model.backbone.std_conv=\"ws\"", "model.backbone.std_conv"),
+        ("model.backbone.widths=[1]", "model.backbone.widths"),
+        (
+            "finetune.posemb_resample=\"cubic\"",
+            "finetune.posemb_resample",
+        ),
+        (
+            "finetune.weights_format=\"onnx\"",
+            "finetune.weights_format",
+        ),
         ("train.checkpoint_every=-1", "train.checkpoint_every"),
     ];
     for (set, want) in cases {

@@ -141,7 +141,7 @@ fn missing_data_path_names_the_files() {
     let dir = temp_dir("missing");
     let (_, mut config) = recipe(&dir, &[]);
     config.data.root = dir.join("nowhere");
-    let vit = config.model.vit_config().unwrap();
+    let vit = config.model.config.clone();
     let err = format!(
         "{:#}",
         vit_train::data::load_splits(&config.data, &vit, 0)
@@ -260,7 +260,7 @@ fn an_empty_split_is_an_error() {
     let dir = temp_dir("empty-split");
     // 0.0001 of 800 training images rounds to no validation image.
     let (_, config) = recipe(&dir, &["data.val_fraction=0.0001"]);
-    let vit = config.model.vit_config().unwrap();
+    let vit = config.model.config.clone();
     let err = vit_train::data::load_splits(&config.data, &vit, 1)
         .err()
         .map(|e| format!("{e:#}"))

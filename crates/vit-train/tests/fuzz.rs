@@ -265,7 +265,7 @@ proptest! {
                 );
             }
             Ok(config) => {
-                let vit = config.model.vit_config().unwrap();
+                let vit = config.model.config.clone();
                 let shape = [vit.in_channels, vit.image_size[0], vit.image_size[1]];
                 let per: usize = shape.iter().product();
                 let n = 4;

@@ -137,14 +137,8 @@ fn a_checkpoint_of_another_model_is_refused_by_key() {
         },
     )
     .unwrap();
-    let wider = vit_train::config::ModelSection {
-        embed_dim: Some(48),
-        ..recipe(&dir, &[]).1.model
-    };
-    let model = wider
-        .vit_config()
-        .unwrap()
-        .init(&burn::tensor::Device::flex());
+    let wider = recipe(&dir, &[]).1.model.config.with_embed_dim(48);
+    let model = wider.init(&burn::tensor::Device::flex());
     let err = format!(
         "{:#}",
         checkpoint::load_model(&dir.join("run/checkpoints/last"), model)

@@ -237,8 +237,8 @@ fn finetune_resumes_with_the_architecture_it_loaded() {
     .unwrap();
     let saved = checkpoint::read_state(&checkpoint::resolve(&dir.join("run2")).unwrap()).unwrap();
     // The run recorded the architecture as loaded (the 5x5 grid), not the weights path alone.
-    assert_eq!(saved.config.model.image_size, Some([40, 40]));
-    assert_eq!(saved.config.model.qkv_bias, Some(true));
+    assert_eq!(saved.config.model.config.image_size, [40, 40]);
+    assert!(saved.config.model.config.qkv_bias);
     let resumed = train(
         config,
         RunOptions {
@@ -365,8 +365,11 @@ fn shipped_finetune_recipes_parse() {
     for (name, expect) in [
         (
             "finetune-b16-384.toml",
-            "new zero head of 1000 classes, position embeddings resampled with `jax`",
+            "new zero head of 1000 classes, position embeddings resampled with posemb_resample \"jax\"",
         ),
+        // The hybrid R50+ViT-B/16 at 384: timm's parameter count, a 24x24 feature grid.
+        ("finetune-r50-b16-384.toml", "parameters 98,950,952"),
+        ("finetune-r50-b16-384.toml", "tokens 577"),
         (
             "finetune-fashion-mnist-dinov2.toml",
             "new zero head of 10 classes",
@@ -383,6 +386,6 @@ fn shipped_finetune_recipes_parse() {
     // The paper's fine-tuning recipe at 384: 24x24 patches + class token.
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/finetune-b16-384.toml");
     let config = Config::load(&path, &[]).unwrap();
-    assert_eq!(config.model.vit_config().unwrap().seq_len(), 577);
+    assert_eq!(config.model.config.clone().seq_len(), 577);
     assert_eq!(config.train.optimizer, OptimizerKind::Sgd);
 }

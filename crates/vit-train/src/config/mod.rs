@@ -4,13 +4,16 @@
 //! is checked against its allowed range ([`rules`]) when the recipe is loaded; errors name
 //! the file, the key, the value and what was expected. `--set key=value` overrides any key.
 
+pub mod model;
 pub mod rules;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use vit_model::{Pool, ResampleMode, VitConfig, WeightFormat};
+use vit_model::{ResampleMode, WeightFormat};
+
+pub use model::ModelSection;
 
 /// A whole recipe.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,37 +44,18 @@ pub struct FinetuneSection {
     /// Pretrained checkpoint: timm safetensors / `.pth`, HF ViT / DINOv2, JAX `.npz`.
     pub weights: PathBuf,
     /// Force the checkpoint format (`timm`, `hf-vit`, `hf-dinov2`, `jax`); default: detect.
-    pub weights_format: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_format: Option<WeightFormat>,
     /// Position-embedding resampling: `timm` (default), `jax`, `hf`, `bilinear`, `nearest`.
     #[serde(default = "default_resample")]
-    pub posemb_resample: String,
+    pub posemb_resample: ResampleMode,
     /// Train only the new head (a linear probe); the backbone stays as loaded.
     #[serde(default)]
     pub freeze_backbone: bool,
 }
 
-fn default_resample() -> String {
-    "timm".into()
-}
-
-impl FinetuneSection {
-    /// The forced format, if any.
-    pub fn format(&self) -> Result<Option<WeightFormat>> {
-        self.weights_format
-            .as_deref()
-            .map(|f| {
-                f.parse()
-                    .map_err(|e: String| anyhow::anyhow!("finetune.weights_format: {e}"))
-            })
-            .transpose()
-    }
-
-    /// The resampling mode.
-    pub fn resample(&self) -> Result<ResampleMode> {
-        self.posemb_resample
-            .parse()
-            .with_context(|| "finetune.posemb_resample".to_string())
-    }
+fn default_resample() -> ResampleMode {
+    ResampleMode::Timm
 }
 
 /// `[train]` defaults of a recipe with a `[finetune]` section, for keys it does not set: the
@@ -86,102 +70,6 @@ warmup_steps = 500
 schedule = "cosine"
 lr = 0.03
 "#;
-
-/// `[model]`: a preset and/or any [`VitConfig`] field; fields override the preset.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelSection {
-    /// A preset name (`vit_base_patch16_224`, ...); without one, VitConfig's defaults.
-    pub preset: Option<String>,
-    pub image_size: Option<[usize; 2]>,
-    pub patch_size: Option<[usize; 2]>,
-    pub in_channels: Option<usize>,
-    pub num_classes: Option<usize>,
-    pub embed_dim: Option<usize>,
-    pub depth: Option<usize>,
-    pub num_heads: Option<usize>,
-    pub mlp_ratio: Option<f64>,
-    pub mlp_dim: Option<usize>,
-    pub qkv_bias: Option<bool>,
-    pub pool: Option<Pool>,
-    pub class_token: Option<bool>,
-    pub fc_norm: Option<bool>,
-    pub representation_size: Option<usize>,
-    pub drop_rate: Option<f64>,
-    pub attn_drop_rate: Option<f64>,
-    pub drop_path_rate: Option<f64>,
-    pub layer_scale_init: Option<f64>,
-    pub norm_eps: Option<f64>,
-}
-
-impl ModelSection {
-    /// The model config: the preset (or defaults) with every given field applied.
-    pub fn vit_config(&self) -> Result<VitConfig> {
-        let mut c = match &self.preset {
-            Some(name) => VitConfig::preset(name).context("model.preset")?,
-            None => VitConfig::new(),
-        };
-        macro_rules! set {
-            ($($field:ident),*) => { $( if let Some(v) = self.$field.clone() { c.$field = v; } )* };
-        }
-        macro_rules! set_opt {
-            ($($field:ident),*) => { $( if let Some(v) = self.$field { c.$field = Some(v); } )* };
-        }
-        set!(
-            image_size,
-            patch_size,
-            in_channels,
-            num_classes,
-            embed_dim,
-            depth,
-            num_heads
-        );
-        set!(
-            mlp_ratio,
-            qkv_bias,
-            pool,
-            class_token,
-            drop_rate,
-            attn_drop_rate,
-            drop_path_rate
-        );
-        set!(norm_eps);
-        set_opt!(mlp_dim, fc_norm, representation_size, layer_scale_init);
-        if self.mlp_ratio.is_some() && self.mlp_dim.is_none() {
-            // An explicit ratio wins over the preset's hidden width.
-            c.mlp_dim = None;
-        }
-        c.validate().map_err(rules::model_error)?;
-        Ok(c)
-    }
-
-    /// A section that describes exactly `c` (every field set), keeping the preset name for
-    /// readers. A fine-tuned run records the architecture it loaded this way.
-    pub fn exact(c: &VitConfig, preset: Option<String>) -> Self {
-        Self {
-            preset,
-            image_size: Some(c.image_size),
-            patch_size: Some(c.patch_size),
-            in_channels: Some(c.in_channels),
-            num_classes: Some(c.num_classes),
-            embed_dim: Some(c.embed_dim),
-            depth: Some(c.depth),
-            num_heads: Some(c.num_heads),
-            mlp_ratio: None,
-            mlp_dim: Some(c.mlp_hidden()),
-            qkv_bias: Some(c.qkv_bias),
-            pool: Some(c.pool),
-            class_token: Some(c.class_token),
-            fc_norm: Some(c.use_fc_norm()),
-            representation_size: c.representation_size,
-            drop_rate: Some(c.drop_rate),
-            attn_drop_rate: Some(c.attn_drop_rate),
-            drop_path_rate: Some(c.drop_path_rate),
-            layer_scale_init: c.layer_scale_init,
-            norm_eps: Some(c.norm_eps),
-        }
-    }
-}
 
 /// Data set file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -453,7 +341,14 @@ impl Config {
         let de = toml::Value::Table(table);
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
-            anyhow::anyhow!("key `{path}`: {}", e.into_inner())
+            let inner = e.into_inner().to_string();
+            // `[model]` names its own keys (`key `model.depth`: ...`); the TOML
+            // deserializer's own `in `model`` line after it says nothing more.
+            if inner.starts_with("key `") {
+                anyhow::anyhow!("{}", inner.lines().next().unwrap_or_default())
+            } else {
+                anyhow::anyhow!("key `{path}`: {inner}")
+            }
         })
     }
 

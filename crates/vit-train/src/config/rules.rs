@@ -15,28 +15,25 @@ use super::Config;
 /// of them at once, so a user fixes a recipe in one go.
 pub fn check(config: &Config) -> Result<()> {
     let mut r = Rules::default();
-    let model = match config.model.vit_config() {
-        Ok(m) => Some(m),
+    let model = match config.model.config.validate() {
+        Ok(()) => Some(&config.model.config),
         Err(e) => {
-            r.problems.push(format!("{e:#}"));
+            r.problems.push(format!("{:#}", model_error(e)));
             None
         }
     };
     if let Some(m) = &model {
         model_for_training(&mut r, m);
     }
-    data(&mut r, config, model.as_ref());
+    data(&mut r, config, model);
     train(&mut r, config);
     if config.output.dir.as_os_str().is_empty() {
         r.fail("output.dir", "\"\"", "must name a folder");
     }
-    if let Some(f) = &config.finetune {
-        if f.weights.as_os_str().is_empty() {
-            r.fail("finetune.weights", "\"\"", "must name a weights file");
-        }
-        for e in [f.format().err(), f.resample().err()].into_iter().flatten() {
-            r.problems.push(format!("{e:#}"));
-        }
+    if let Some(f) = &config.finetune
+        && f.weights.as_os_str().is_empty()
+    {
+        r.fail("finetune.weights", "\"\"", "must name a weights file");
     }
     match r.problems.len() {
         0 => Ok(()),

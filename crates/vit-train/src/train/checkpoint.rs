@@ -191,6 +191,6 @@ pub fn load_for_inference(
     state: &LoopState,
     device: &Device,
 ) -> Result<VisionTransformer> {
-    let config = state.config.model.vit_config()?;
+    let config = &state.config.model.config;
     load_model(dir, config.try_init(device)?)
 }

@@ -15,7 +15,7 @@ use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
 use vit_model::{PretrainedOptions, device_from_name, load_pretrained};
 
-use crate::config::{Config, ModelSection};
+use crate::config::Config;
 use crate::data::loader::{Loader, Mode, mix_seed, plan};
 use crate::data::transforms::Transform;
 use crate::data::{ImageSet, load_splits};
@@ -80,7 +80,7 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
     };
     let t = config.train.clone();
     let device = device_from_name(&t.device)?;
-    let vit = config.model.vit_config()?;
+    let vit = config.model.config.clone();
     let splits = load_splits(&config.data, &vit, t.seed)?;
     let out = config.output.dir.clone();
     if resume_dir.is_none() && out.join("metrics.jsonl").exists() {
@@ -97,15 +97,15 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
         (Some(dir), _) => checkpoint::load_model(dir, vit.try_init(&ad)?)?,
         (None, Some(ft)) => {
             let options = PretrainedOptions {
-                format: ft.format()?,
-                resample: ft.resample()?,
+                format: ft.weights_format,
+                resample: ft.posemb_resample,
                 new_head: Some(vit.num_classes),
             };
             let model = load_pretrained(&vit, &ft.weights, &options, &ad)
                 .with_context(|| "finetune.weights".to_string())?;
             // Record the architecture as loaded (LayerScale, qkv bias, epsilon come from the
             // checkpoint), so that resume, eval and predict rebuild exactly this model.
-            config.model = ModelSection::exact(&model.config, config.model.preset.clone());
+            config.model.config = model.config.clone();
             model
         }
         (None, None) => vit.try_init(&ad)?,
