@@ -5,6 +5,8 @@ use burn::nn::Initializer;
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
+use crate::fused;
+
 /// `GroupNormAct(C, num_groups, eps, apply_act)`: statistics over each group of channels and
 /// the whole image (biased variance), a per-channel affine, then ReLU when `act`.
 #[derive(Module, Debug)]
@@ -46,11 +48,13 @@ impl GroupNormAct {
     /// - x, output: `[B, C, H, W]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
-        let g = self.groups;
-        let x = x.reshape([b, g, (c / g) * h * w]);
-        let centered = x.clone() - x.mean_dim(2);
-        let var = (centered.clone() * centered.clone()).mean_dim(2);
-        let y = (centered / (var + self.eps).sqrt()).reshape([b, c, h, w]);
+        let (g, n) = (self.groups, (c / self.groups) * h * w);
+        // A group's statistics are a LayerNorm's over its flattened values: the fused
+        // kernel (one pass for the moments, one to normalise; its own gradient).
+        let device = x.device();
+        let (ones, zeros) = (Tensor::ones([n], &device), Tensor::zeros([n], &device));
+        let y =
+            fused::layer_norm(x.reshape([b, g, n]), ones, zeros, self.eps).reshape([b, c, h, w]);
         let y = y * self.weight.val().reshape([1, c, 1, 1]) + self.bias.val().reshape([1, c, 1, 1]);
         if self.act { relu(y) } else { y }
     }
