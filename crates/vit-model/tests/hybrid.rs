@@ -11,36 +11,6 @@ use vit_model::hybrid::{ResNetConfig, StdConvStyle};
 use vit_model::weights::{read_safetensors, save_safetensors, state_dict};
 use vit_model::{PretrainedOptions, ResampleMode, VitConfig, load_pretrained};
 
-/// hybrid_64: two stages (1 + 1 blocks, stem 32), 64x64, 2x2 patches of the 4x4 feature map.
-fn hybrid_config() -> VitConfig {
-    VitConfig::new()
-        .with_image_size([64, 64])
-        .with_patch_size([2, 2])
-        .with_num_classes(10)
-        .with_embed_dim(48)
-        .with_depth(2)
-        .with_num_heads(3)
-        .with_backbone(Some(
-            ResNetConfig::new()
-                .with_layers(vec![1, 1])
-                .with_stem_width(32),
-        ))
-}
-
-/// hybrid_stem: the stem alone (as `vit_tiny_r_s16_p8`), 32x32, 4x4 patches.
-fn stem_config() -> VitConfig {
-    VitConfig::new()
-        .with_image_size([32, 32])
-        .with_patch_size([4, 4])
-        .with_num_classes(5)
-        .with_embed_dim(48)
-        .with_depth(1)
-        .with_num_heads(3)
-        .with_backbone(Some(
-            ResNetConfig::new().with_layers(vec![]).with_stem_width(32),
-        ))
-}
-
 #[test]
 fn hybrid_matches_timm() {
     let device = Device::flex();

@@ -14,6 +14,8 @@ fn parity_fixtures_on_wgpu() {
     check_case("token_32", &token_config(), &device, 1e-4);
     check_case("mean_48x64", &mean_config(), &device, 1e-4);
     check_case("pre_logits", &pre_logits_config(), &device, 1e-4);
+    // The hybrid: weight-standardised convs with asymmetric SAME padding, GroupNorm, max-pool.
+    check_case("hybrid_64", &hybrid_config(), &device, 1e-4);
 
     let refs = read_safetensors(&fixture("resample.safetensors")).unwrap();
     let posemb = tensor::<3>(&refs["posemb"], &device);

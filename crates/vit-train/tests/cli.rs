@@ -124,3 +124,93 @@ fn train_then_eval_and_predict() {
     assert!(!ok && err.contains("/nonexistent.png"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A hybrid (ResNet stem + one stage, 1x1 patches of its 7x7 feature map) is a recipe away:
+/// it trains, is evaluated from its checkpoint's recorded architecture, predicts from the
+/// `[model]` table of a recipe with `--weights`, and exports under timm's names.
+#[test]
+fn a_hybrid_trains_evaluates_predicts_and_exports() {
+    let dir = temp_dir("cli-hybrid");
+    let (path, _) = recipe(&dir, &[]);
+    let hybrid = [
+        "--set",
+        "model.backbone.layers=[1]",
+        "--set",
+        "model.backbone.stem_width=32",
+        "--set",
+        "model.patch_size=[1, 1]",
+        "--set",
+        "data.train_limit=128",
+        "--set",
+        "data.val_limit=64",
+    ];
+    let mut args = vec![
+        "--config",
+        path.to_str().unwrap(),
+        "--set",
+        "train.max_steps=2",
+    ];
+    args.extend(hybrid);
+    let (ok, out, err) = vit_train(&args);
+    assert!(ok, "{err}");
+    assert!(out.contains("test accuracy: top-1"), "{out}");
+    let run = dir.join("run");
+    let recorded = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(
+        recorded.contains("[model.backbone]") && recorded.contains("stem_width = 32"),
+        "{recorded}"
+    );
+
+    // The checkpoint's state.json (JSON) rebuilds the same architecture.
+    let (ok, out, err) = vit_train(&["eval", "--checkpoint", run.to_str().unwrap()]);
+    assert!(ok && out.contains("images 200"), "{err}{out}");
+
+    let exported = dir.join("hybrid.safetensors");
+    let (ok, _, err) = vit_train(&[
+        "export",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--out",
+        exported.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let dict = vit_model::weights::read_safetensors(&exported).unwrap();
+    for key in [
+        "patch_embed.backbone.stem.conv.weight",
+        "patch_embed.backbone.stages.0.blocks.0.downsample.conv.weight",
+        "patch_embed.proj.weight",
+    ] {
+        assert!(dict.contains_key(key), "{key} not in {:?}", dict.keys());
+    }
+
+    // `--model` as a recipe: its [model] table (with the backbone) describes the weights.
+    let recipe_path = dir.join("hybrid.toml");
+    std::fs::write(
+        &recipe_path,
+        "[model]\nimage_size = [28, 28]\npatch_size = [1, 1]\nin_channels = 1\n\
+         num_classes = 10\nembed_dim = 32\ndepth = 1\nnum_heads = 2\nmlp_ratio = 2.0\n\
+         [model.backbone]\nlayers = [1]\nstem_width = 32\n",
+    )
+    .unwrap();
+    let img = dir.join("img.png");
+    image::GrayImage::from_pixel(28, 28, image::Luma([128]))
+        .save(&img)
+        .unwrap();
+    let (ok, out, err) = vit_train(&[
+        "predict",
+        "--weights",
+        exported.to_str().unwrap(),
+        "--model",
+        recipe_path.to_str().unwrap(),
+        "--mean",
+        "0.286",
+        "--std",
+        "0.353",
+        "--json",
+        img.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let line: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(line["top_k"].as_array().unwrap().len(), 5);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
+use vit_model::hybrid::ResNetConfig;
 use vit_model::weights::{StateDict, load_safetensors, read_safetensors};
 use vit_model::{Pool, VisionTransformer, VitConfig};
 
@@ -75,6 +76,36 @@ pub fn pre_logits_config() -> VitConfig {
         .with_mlp_ratio(2.0)
         .with_qkv_bias(false)
         .with_representation_size(Some(16))
+}
+
+/// hybrid_64: two stages (1 + 1 blocks, stem 32), 64x64, 2x2 patches of the 4x4 feature map.
+pub fn hybrid_config() -> VitConfig {
+    VitConfig::new()
+        .with_image_size([64, 64])
+        .with_patch_size([2, 2])
+        .with_num_classes(10)
+        .with_embed_dim(48)
+        .with_depth(2)
+        .with_num_heads(3)
+        .with_backbone(Some(
+            ResNetConfig::new()
+                .with_layers(vec![1, 1])
+                .with_stem_width(32),
+        ))
+}
+
+/// hybrid_stem: the stem alone (as `vit_tiny_r_s16_p8`), 32x32, 4x4 patches.
+pub fn stem_config() -> VitConfig {
+    VitConfig::new()
+        .with_image_size([32, 32])
+        .with_patch_size([4, 4])
+        .with_num_classes(5)
+        .with_embed_dim(48)
+        .with_depth(1)
+        .with_num_heads(3)
+        .with_backbone(Some(
+            ResNetConfig::new().with_layers(vec![]).with_stem_width(32),
+        ))
 }
 
 pub fn load_case(case: &str, config: &VitConfig, device: &Device) -> VisionTransformer {
