@@ -198,3 +198,54 @@ fn feature_grid_follows_the_backbone() {
         "{err}"
     );
 }
+
+/// timm files in half precision: a hybrid saved as f16 and as bf16 safetensors loads with
+/// every value equal to the f32 original rounded to that type.
+#[test]
+fn half_precision_hybrid_weights_load_exactly() {
+    use safetensors::tensor::{Dtype, TensorView};
+    let device = Device::flex();
+    let want = read_safetensors(&fixture("hybrid_64.model.safetensors")).unwrap();
+    type Round = fn(f32) -> (f32, [u8; 2]);
+    let cases: [(Dtype, Round); 2] = [
+        (Dtype::F16, |v| {
+            let h = half::f16::from_f32(v);
+            (h.to_f32(), h.to_le_bytes())
+        }),
+        (Dtype::BF16, |v| {
+            let h = half::bf16::from_f32(v);
+            (h.to_f32(), h.to_le_bytes())
+        }),
+    ];
+    for (dtype, round) in cases {
+        let mut bytes = Vec::new();
+        let mut rounded = std::collections::BTreeMap::new();
+        for (k, t) in &want {
+            let (vals, raw): (Vec<f32>, Vec<[u8; 2]>) = t.iter::<f32>().map(round).unzip();
+            rounded.insert(k.clone(), vals);
+            bytes.push((k.clone(), t.shape().to_vec(), raw.concat()));
+        }
+        let views: Vec<(String, TensorView)> = bytes
+            .iter()
+            .map(|(k, shape, raw)| {
+                (
+                    k.clone(),
+                    TensorView::new(dtype, shape.clone(), raw).unwrap(),
+                )
+            })
+            .collect();
+        let path = std::env::temp_dir().join(format!(
+            "vit-hybrid-{dtype:?}-{}.safetensors",
+            std::process::id()
+        ));
+        safetensors::serialize_to_file(views, None, &path).unwrap();
+        let model =
+            vit_model::weights::load_safetensors(hybrid_config().init(&device), &path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let got = state_dict(&model);
+        for (k, vals) in rounded {
+            let g: Vec<f32> = got[&k].to_vec().unwrap();
+            assert_eq!(g, vals, "{dtype:?}: {k}");
+        }
+    }
+}

@@ -183,6 +183,24 @@ fn a_hybrid_trains_evaluates_predicts_and_exports() {
         assert!(dict.contains_key(key), "{key} not in {:?}", dict.keys());
     }
 
+    // Fine-tuning from the exported hybrid: a new zero head, one step.
+    let mut args = vec![
+        "finetune",
+        "--config",
+        path.to_str().unwrap(),
+        "--weights",
+        exported.to_str().unwrap(),
+        "--num-classes",
+        "10",
+        "--max-steps",
+        "1",
+    ];
+    let ft_dir = format!("output.dir={:?}", dir.join("ft").display().to_string());
+    args.extend(["--set", &ft_dir]);
+    args.extend(hybrid);
+    let (ok, out, err) = vit_train(&args);
+    assert!(ok && out.contains("test accuracy"), "{err}{out}");
+
     // `--model` as a recipe: its [model] table (with the backbone) describes the weights.
     let recipe_path = dir.join("hybrid.toml");
     std::fs::write(

@@ -136,6 +136,29 @@ fn model_is_the_preset_under_the_users_keys() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A checkpoint written before `[model]` became `VitConfig` (state.json layout 1: every field
+/// an option, `null` when unset) reads back as the same architecture.
+#[test]
+fn an_older_state_json_model_section_reads_back() {
+    let old = r#"{"preset": null, "image_size": [28, 28], "patch_size": [7, 7],
+        "in_channels": 1, "num_classes": 10, "embed_dim": 32, "depth": 1, "num_heads": 2,
+        "mlp_ratio": null, "mlp_dim": 64, "qkv_bias": true, "pool": "token",
+        "class_token": true, "fc_norm": false, "representation_size": null,
+        "drop_rate": 0.1, "attn_drop_rate": 0.0, "drop_path_rate": 0.1,
+        "layer_scale_init": null, "norm_eps": 1e-6}"#;
+    let m: vit_train::config::ModelSection = serde_json::from_str(old).unwrap();
+    assert_eq!(m.preset, None);
+    let c = &m.config;
+    assert_eq!(
+        (c.embed_dim, c.mlp_hidden(), c.patch_size),
+        (32, 64, [7, 7])
+    );
+    assert_eq!(
+        (c.fc_norm, c.layer_scale_init, c.backbone.clone()),
+        (Some(false), None, None)
+    );
+}
+
 #[test]
 fn missing_config_file_is_named() {
     let err = format!(
