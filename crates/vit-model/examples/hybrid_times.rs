@@ -63,6 +63,13 @@ fn main() {
             conv.forward(x.clone()).into_data();
         }
     });
+    for k in [1, 3, 7] {
+        time(&format!("  {k}x{k} convs"), || {
+            for (conv, x) in convs.iter().filter(|(c, _)| c.weight.dims()[2] == k) {
+                conv.forward(x.clone()).into_data();
+            }
+        });
+    }
     time("weight standardisation alone", || {
         for (conv, _) in &convs {
             conv.standardized_weight().into_data();
