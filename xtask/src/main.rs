@@ -91,6 +91,15 @@ fn main() -> Result<()> {
                     out.as_os_str(),
                 ],
             )?;
+            // `vit-train inspect`: rollout, attention distance, posemb similarity, PCA.
+            python::run(
+                &python,
+                &[
+                    root.join("xtask/python/inspect_fixtures.py").as_os_str(),
+                    "--out".as_ref(),
+                    out.as_os_str(),
+                ],
+            )?;
             // vit-train's transfer references (layer decay scales, predict logits).
             python::run(
                 &python,

@@ -26,6 +26,9 @@ pub enum Command {
     Finetune(FinetuneArgs),
     /// Classify image files with a checkpoint or with pretrained weights.
     Predict(PredictArgs),
+    /// The paper's figures for a model: attention rollout over images, mean attention
+    /// distance by depth, position-embedding similarity, embedding filters.
+    Inspect(InspectArgs),
     /// Write a checkpoint's model as a timm-named safetensors file.
     Export(ExportArgs),
     /// Show the model, data and schedule a recipe describes, without training.
@@ -74,8 +77,10 @@ pub struct EvalArgs {
     pub json: bool,
 }
 
+/// Which model to run and how images are prepared for it: a run's checkpoint, or pretrained
+/// weights on a preset with timm's evaluation transform (`predict` and `inspect`).
 #[derive(Args, Debug, Clone)]
-pub struct PredictArgs {
+pub struct ModelArgs {
     /// Checkpoint folder (or a run folder) of a vit-train run.
     #[arg(long, conflicts_with_all = ["weights", "model"], required_unless_present = "weights")]
     pub checkpoint: Option<PathBuf>,
@@ -107,6 +112,14 @@ pub struct PredictArgs {
     /// short side is size / crop_pct, then centre-cropped.
     #[arg(long, default_value_t = 0.9)]
     pub crop_pct: f64,
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PredictArgs {
+    #[command(flatten)]
+    pub source: ModelArgs,
     /// Class names, one per line, in class order (default: the class index).
     #[arg(long)]
     pub labels: Option<PathBuf>,
@@ -122,8 +135,42 @@ pub struct PredictArgs {
     /// With --json: every class's logit too, in class order.
     #[arg(long)]
     pub logits: bool,
+}
+
+/// How the heads of a layer are fused for attention rollout.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadFusion {
+    /// The mean over heads (Abnar & Zuidema).
+    Mean,
+    /// The largest weight over heads.
+    Max,
+    /// The smallest weight over heads.
+    Min,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    pub source: ModelArgs,
+    /// Folder for the figures (created when missing).
     #[arg(long)]
-    pub device: Option<String>,
+    pub out: PathBuf,
+    /// Replace figures of the same names already in --out.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Print the numbers as JSON lines (one per image, then one for the model).
+    #[arg(long)]
+    pub json: bool,
+    /// How a layer's heads are fused for rollout.
+    #[arg(long, value_enum, default_value = "mean")]
+    pub head_fusion: HeadFusion,
+    /// Rollout: zero this fraction of each fused matrix's lowest entries (never the class
+    /// token's own) before adding the identity.
+    #[arg(long, default_value_t = 0.0)]
+    pub discard_ratio: f64,
+    /// Image files.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -7,6 +7,7 @@ pub mod config;
 pub mod data;
 pub mod eval;
 pub mod info;
+pub mod inspect;
 pub mod plot;
 pub mod predict;
 pub mod report;

@@ -169,6 +169,30 @@ fn run() -> Result<()> {
             }
             Ok(())
         }
+        Some(Command::Inspect(args)) => {
+            let (images, model) = vit_train::inspect::inspect(&args)?;
+            if args.json {
+                for r in &images {
+                    println!("{}", serde_json::to_string(r)?);
+                }
+                println!("{}", serde_json::to_string(&model)?);
+            } else {
+                for r in &images {
+                    let last = r
+                        .attention_distance
+                        .last()
+                        .map_or(0.0, |d| d.iter().sum::<f64>() / d.len().max(1) as f64);
+                    println!(
+                        "{}: rollout over {}x{} patches; last layer's mean attention distance {last:.1} px",
+                        r.path.display(),
+                        r.rollout.len(),
+                        r.rollout.first().map_or(0, Vec::len)
+                    );
+                }
+                println!("figures in {}", args.out.display());
+            }
+            Ok(())
+        }
         Some(Command::Info(args)) => {
             let config = recipe(&args)?;
             print!("{}", vit_train::info::describe(&config)?);

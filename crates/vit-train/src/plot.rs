@@ -17,7 +17,8 @@ const FONTS: &[&str] = &[
     "C:\\Windows\\Fonts\\arial.ttf",
 ];
 
-fn register_font() -> bool {
+/// Registers a system TTF as `sans-serif`; false when none is found (figures go unlabelled).
+pub fn register_font() -> bool {
     use std::sync::OnceLock;
     static OK: OnceLock<bool> = OnceLock::new();
     *OK.get_or_init(|| {

@@ -14,7 +14,7 @@ use vit_model::{
     PretrainedOptions, VisionTransformer, VitConfig, device_from_name, load_pretrained,
 };
 
-use crate::cli::{PredictArgs, parse_size};
+use crate::cli::{ModelArgs, PredictArgs, parse_size};
 use crate::config::{AugmentSection, ModelSection};
 use crate::data::image_folder::{decode, open, to_chw};
 use crate::data::transforms::Transform;
@@ -40,15 +40,21 @@ pub struct Prediction {
 }
 
 /// Turns one image file into the model's normalised input `[1, C, H, W]`.
-type Prepare = Box<dyn Fn(&Path) -> Result<Tensor<4>>>;
+pub type Prepare = Box<dyn Fn(&Path) -> Result<Tensor<4>>>;
+
+/// The model of a checkpoint or of pretrained weights, its class names and its evaluation
+/// transform.
+pub fn load(args: &ModelArgs) -> Result<(VisionTransformer, Vec<String>, Prepare)> {
+    match (&args.checkpoint, &args.weights) {
+        (Some(dir), _) => from_checkpoint(dir, args),
+        (None, Some(weights)) => from_weights(weights, args),
+        (None, None) => bail!("give --checkpoint DIR or --weights FILE --model PRESET"),
+    }
+}
 
 /// Classifies each image with the checkpoint's model or the pretrained weights.
 pub fn predict(args: &PredictArgs) -> Result<Vec<Prediction>> {
-    let (model, classes, prepare) = match (&args.checkpoint, &args.weights) {
-        (Some(dir), _) => from_checkpoint(dir, args)?,
-        (None, Some(weights)) => from_weights(weights, args)?,
-        (None, None) => bail!("give --checkpoint DIR or --weights FILE --model PRESET"),
-    };
+    let (model, classes, prepare) = load(&args.source)?;
     let classes = match &args.labels {
         Some(path) => read_labels(path)?,
         None => classes,
@@ -94,7 +100,7 @@ fn read_labels(path: &Path) -> Result<Vec<String>> {
 /// A run's checkpoint: its model, class names and evaluation transform.
 fn from_checkpoint(
     dir: &Path,
-    args: &PredictArgs,
+    args: &ModelArgs,
 ) -> Result<(VisionTransformer, Vec<String>, Prepare)> {
     let dir = checkpoint::resolve(dir)?;
     let state = checkpoint::read_state(&dir)?;
@@ -121,7 +127,7 @@ fn from_checkpoint(
 /// Pretrained weights on a preset, with timm's evaluation transform.
 fn from_weights(
     weights: &Path,
-    args: &PredictArgs,
+    args: &ModelArgs,
 ) -> Result<(VisionTransformer, Vec<String>, Prepare)> {
     let model = args
         .model
