@@ -318,5 +318,40 @@ fn inspect_writes_the_figures_and_json() {
     again.insert(1, "--overwrite");
     let (ok, _, err) = vit_train(&again);
     assert!(ok, "{err}");
+
+    // A hybrid: the grid is the feature map's, distances in input pixels (16 per cell), and
+    // the embedding filters are skipped with a message (a 2x2 conv over 256 channels).
+    let hybrid = dir.join("hybrid.toml");
+    std::fs::write(
+        &hybrid,
+        "[model]\nimage_size = [64, 64]\npatch_size = [2, 2]\nnum_classes = 10\n\
+         embed_dim = 48\ndepth = 2\nnum_heads = 3\n[model.backbone]\nlayers = [1, 1]\n\
+         stem_width = 32\n",
+    )
+    .unwrap();
+    let rgb = dir.join("rgb.png");
+    image::RgbImage::from_fn(64, 64, |x, y| {
+        image::Rgb([(x * 4) as u8, (y * 4) as u8, 128])
+    })
+    .save(&rgb)
+    .unwrap();
+    let weights = model_fixture("hybrid_64.model.safetensors");
+    let out = dir.join("hybrid");
+    let (ok, stdout, err) = vit_train(&[
+        "inspect",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--model",
+        hybrid.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+        rgb.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(err.contains("not drawn for a hybrid"), "{err}");
+    let line: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(line["rollout"].as_array().unwrap().len(), 4);
+    assert!(!out.join("embedding_filters.png").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
