@@ -169,62 +169,12 @@ fn fresh_model_follows_the_jax_init() {
     );
 }
 
-/// Collects each parameter's gradient in timm layout, by timm key.
-struct GradCollector<'a> {
-    keys: std::collections::HashMap<u64, String>,
-    grads: &'a burn::tensor::Gradients,
-    out: std::collections::BTreeMap<String, burn::tensor::TensorData>,
-}
-
-impl burn::module::ModuleVisitor for GradCollector<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
-        let key = self.keys[&param.id.val()].clone();
-        let grad = param
-            .val()
-            .grad(self.grads)
-            .expect("every parameter gets a gradient");
-        // Linear weights: Burn [in, out], timm [out, in].
-        let grad = if D == 2 { grad.transpose() } else { grad };
-        self.out.insert(key, grad.into_data());
-    }
-}
-
 #[test]
 fn gradients_match_pytorch() {
-    use burn::module::Module;
-    let device = Device::flex().autodiff();
-    let model = load_case("token_32", &token_config(), &device);
-    let io = io("token_32");
-    let refs = read_safetensors(&fixture("token_32.grads.safetensors")).unwrap();
-    let x = tensor::<4>(&io["input"], &device);
-    let labels: Vec<f32> = refs["labels"].try_to_vec().unwrap();
-    let logits = model.forward(x).unwrap();
-    let [b, k] = logits.dims();
-    let mut onehot = vec![0.0f32; b * k];
-    for (i, l) in labels.iter().enumerate() {
-        onehot[i * k + *l as usize] = 1.0;
-    }
-    let onehot = Tensor::<2>::from_data(burn::tensor::TensorData::new(onehot, [b, k]), &device);
-    let loss = (burn::tensor::activation::log_softmax(logits, 1) * onehot)
-        .sum_dim(1)
-        .mean()
-        .neg();
-    let d = max_abs_diff(loss.clone().into_data(), &refs["loss"]);
-    assert!(d <= 1e-5, "loss differs from PyTorch by {d}");
-    let grads = loss.backward();
-    let keys = vit_model::weights::param_ids(&model)
-        .into_iter()
-        .map(|(k, id)| (id, k))
-        .collect();
-    let mut c = GradCollector {
-        keys,
-        grads: &grads,
-        out: Default::default(),
-    };
-    model.visit(&mut c);
-    assert_eq!(c.out.len(), refs.len() - 2);
+    let (grads, refs) = gradients("token_32", &token_config());
+    assert_eq!(grads.len(), refs.len() - 2);
     let mut worst: f32 = 0.0;
-    for (key, got) in c.out {
+    for (key, got) in grads {
         let want = &refs[&format!("grad.{key}")];
         let d = max_abs_diff(got, want);
         assert!(d <= 1e-5, "gradient of {key} differs from PyTorch by {d}");

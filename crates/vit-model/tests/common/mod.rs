@@ -147,3 +147,61 @@ pub fn check_case(case: &str, config: &VitConfig, device: &Device, tol: f32) -> 
     eprintln!("{case}: max |diff| to the reference {worst:e}");
     worst
 }
+
+/// Collects each parameter's gradient in timm layout, by timm key.
+struct GradCollector<'a> {
+    keys: std::collections::HashMap<u64, String>,
+    grads: &'a burn::tensor::Gradients,
+    out: StateDict,
+}
+
+impl burn::module::ModuleVisitor for GradCollector<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+        let key = self.keys[&param.id.val()].clone();
+        let grad = param
+            .val()
+            .grad(self.grads)
+            .expect("every parameter gets a gradient");
+        // Linear weights: Burn [in, out], timm [out, in].
+        let grad = if D == 2 { grad.transpose() } else { grad };
+        self.out.insert(key, grad.into_data());
+    }
+}
+
+/// The fixture case's mean cross-entropy against PyTorch's labels (checked within 1e-5 of
+/// PyTorch's loss), backpropagated on Flex with autodiff: every parameter's gradient by timm
+/// key, and the reference file (`grad.{key}`, `labels`, `loss`).
+pub fn gradients(case: &str, config: &VitConfig) -> (StateDict, StateDict) {
+    use burn::module::Module;
+    let device = Device::flex().autodiff();
+    let model = load_case(case, config, &device);
+    let refs = read_safetensors(&fixture(&format!("{case}.grads.safetensors"))).unwrap();
+    let labels: Vec<f32> = refs["labels"].try_to_vec().unwrap();
+    let logits = model
+        .forward(tensor::<4>(&io(case)["input"], &device))
+        .unwrap();
+    let [b, k] = logits.dims();
+    let mut onehot = vec![0.0f32; b * k];
+    for (i, l) in labels.iter().enumerate() {
+        onehot[i * k + *l as usize] = 1.0;
+    }
+    let onehot = Tensor::<2>::from_data(TensorData::new(onehot, [b, k]), &device);
+    let loss = (burn::tensor::activation::log_softmax(logits, 1) * onehot)
+        .sum_dim(1)
+        .mean()
+        .neg();
+    let d = max_abs_diff(loss.clone().into_data(), &refs["loss"]);
+    assert!(d <= 1e-5, "{case}: loss differs from PyTorch by {d}");
+    let grads = loss.backward();
+    let keys = vit_model::weights::param_ids(&model)
+        .into_iter()
+        .map(|(k, id)| (id, k))
+        .collect();
+    let mut c = GradCollector {
+        keys,
+        grads: &grads,
+        out: Default::default(),
+    };
+    model.visit(&mut c);
+    (c.out, refs)
+}
