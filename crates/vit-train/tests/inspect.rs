@@ -4,18 +4,22 @@
 //! model at 224 and on a non-square model without a class token; then the command itself.
 
 mod common;
-
-use std::path::{Path, PathBuf};
+// vit-model's fixture helpers and configs, shared rather than copied.
+#[path = "../../vit-model/tests/common/mod.rs"]
+mod model_common;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use common::*;
-use vit_model::weights::{StateDict, load_safetensors, read_safetensors};
-use vit_model::{Pool, VisionTransformer, VitConfig};
+use vit_model::weights::{StateDict, read_safetensors};
+use vit_model::{VisionTransformer, VitConfig};
 use vit_train::cli::HeadFusion;
 use vit_train::inspect::{distance, filters, posemb, rollout};
 
-fn model_fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+use model_common::mean_config as config_48x64;
+
+/// A vit-model fixture (`model_common::fixture` resolves against this crate's folder).
+fn model_fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../vit-model/tests/fixtures")
         .join(name)
 }
@@ -48,23 +52,8 @@ fn config_224() -> VitConfig {
         .with_mlp_ratio(2.0)
 }
 
-/// fixtures.py's case (b): 48x64, patch (16, 8), mean pooling, no class token.
-fn config_48x64() -> VitConfig {
-    VitConfig::new()
-        .with_image_size([48, 64])
-        .with_patch_size([16, 8])
-        .with_num_classes(7)
-        .with_embed_dim(32)
-        .with_depth(2)
-        .with_num_heads(4)
-        .with_mlp_ratio(3.0)
-        .with_pool(Pool::Mean)
-        .with_class_token(false)
-        .with_layer_scale_init(Some(1e-5))
-}
-
 fn load(case: &str, config: &VitConfig) -> VisionTransformer {
-    load_safetensors(
+    vit_model::weights::load_safetensors(
         config.init(&Device::flex()),
         &model_fixture(&format!("{case}.model.safetensors")),
     )
