@@ -108,7 +108,14 @@ impl ModuleVisitor for Walk {
         let data = self.with_data.then(|| {
             let t = param.val();
             let t = if transpose { t.transpose() } else { t };
-            t.into_data().convert::<f32>()
+            // An owned copy: on wgpu, `into_data` hands out a mapped staging buffer of a
+            // memory pool, and cubecl 0.11 was measured to reuse that buffer for a later read
+            // while the data still pointed at it (a state dict taken before three training
+            // steps read back the trained values).
+            let data = t.into_data().convert::<f32>();
+            let shape = data.shape().clone();
+            let values = data.try_to_vec::<f32>().expect("converted to f32");
+            TensorData::new(values, shape)
         });
         self.entries.insert(
             key,
