@@ -43,7 +43,10 @@ pub mod vit;
 pub mod weights;
 
 pub use config::{Pool, VitConfig};
-pub use device::{available_devices, device_from_name, parse_device_name};
+pub use device::{
+    DEVICE_NAMES, DeviceName, auto_device_name, available_devices, device_from_name, host_device,
+    parse_device_name,
+};
 pub use error::VitError;
 pub use pos_embed::{ResampleMode, resample_pos_embed};
 pub use vit::{VisionTransformer, VitOutput};

@@ -1,6 +1,6 @@
 //! The Vision Transformer (paper eqs. 1-4).
 
-use burn::module::{Module, Param};
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::{Dropout, DropoutConfig, Initializer, Linear};
 use burn::tensor::activation::tanh;
 use burn::tensor::{Device, Tensor};
@@ -45,6 +45,16 @@ pub struct VisionTransformer {
     pub config: VitConfig,
 }
 
+/// Reads every float parameter once, so that lazily initialised ones draw their values now,
+/// in module order, on the device they were declared on.
+struct Materialize;
+
+impl ModuleVisitor for Materialize {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let _ = param.val();
+    }
+}
+
 /// Everything one forward pass can report, for visualisation, features and debugging.
 #[derive(Debug, Clone)]
 pub struct VitOutput {
@@ -69,6 +79,31 @@ impl VitConfig {
     /// When the config is invalid; [`VitConfig::try_init`] returns the error instead.
     pub fn init(&self, device: &Device) -> VisionTransformer {
         self.try_init(device).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Builds the model with its random initial values drawn from `seed` on the host CPU
+    /// ([`host_device`](crate::host_device)), in the order of the model's parameters, then
+    /// moves it to `device`. One seed gives one initial model on every backend: the GPU
+    /// backends' own generators differ from the CPU's, and Burn initialises a parameter lazily
+    /// on whichever device first reads it. Reseeds the host device's generator.
+    pub fn init_seeded(&self, seed: u64, device: &Device) -> Result<VisionTransformer, VitError> {
+        let Some(host) = crate::host_device() else {
+            device.seed(seed);
+            return self.try_init(device);
+        };
+        let host = if device.is_autodiff() {
+            host.autodiff()
+        } else {
+            host
+        };
+        host.seed(seed);
+        let model = self.try_init(&host)?;
+        model.visit(&mut Materialize);
+        if &host == device {
+            return Ok(model);
+        }
+        // `fork`, not `to_device`: the copy keeps `require_grad` and has its own graph.
+        Ok(model.fork(device))
     }
 
     /// Builds the model on `device`, or says why the config cannot describe one.

@@ -50,13 +50,18 @@ pub struct RecipeArgs {
 pub struct TrainArgs {
     #[command(flatten)]
     pub recipe: RecipeArgs,
-    /// Device: cpu (Flex), ndarray, wgpu, vulkan, metal, cuda[:N]. Overrides train.device.
+    /// Device: cpu (Flex), ndarray, wgpu, wgpu:N, vulkan[:N], metal[:N], cuda[:N], auto.
+    /// Overrides train.device; with --resume, moves the run to this device.
     #[arg(long)]
     pub device: Option<String>,
     /// Continue the run of this checkpoint (or run folder) exactly where it stopped, with the
-    /// recipe saved in it.
+    /// recipe saved in it (on its device, or --device's).
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Stop after this many optimiser steps in all, with a checkpoint (the learning-rate
+    /// schedule still spans the whole run): training in sessions, continued with --resume.
+    #[arg(long, value_name = "STEPS")]
+    pub stop_after: Option<usize>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -70,6 +75,7 @@ pub struct EvalArgs {
     /// Data folder, instead of the recipe's data.root.
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Device to evaluate on (default: the run's train.device); see `--help` of train.
     #[arg(long)]
     pub device: Option<String>,
     /// Print the report as one JSON object.
@@ -112,6 +118,7 @@ pub struct ModelArgs {
     /// short side is size / crop_pct, then centre-cropped.
     #[arg(long, default_value_t = 0.9)]
     pub crop_pct: f64,
+    /// Device: cpu (default), ndarray, wgpu, wgpu:N, vulkan[:N], metal[:N], cuda[:N], auto.
     #[arg(long)]
     pub device: Option<String>,
 }

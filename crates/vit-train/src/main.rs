@@ -52,11 +52,10 @@ fn run_export(args: ExportArgs) -> Result<()> {
 fn run_train(args: TrainArgs, finetune: bool) -> Result<()> {
     let config = match &args.resume {
         Some(run) => {
-            if args.recipe.config.is_some() || !args.recipe.sets.is_empty() || args.device.is_some()
-            {
+            if args.recipe.config.is_some() || !args.recipe.sets.is_empty() {
                 bail!(
                     "--resume continues a run with the recipe saved in its checkpoint; leave out \
-                     --config, --set and --device"
+                     --config and --set (--device moves the run to another device)"
                 );
             }
             checkpoint::read_state(&checkpoint::resolve(run)?)?.config
@@ -72,6 +71,9 @@ fn run_train(args: TrainArgs, finetune: bool) -> Result<()> {
             })?
         }
     };
+    if args.stop_after == Some(0) {
+        bail!("--stop-after 0: expected a number of steps of at least 1");
+    }
     if finetune && config.finetune.is_none() {
         bail!(
             "finetune needs pretrained weights: pass --weights FILE or add a [finetune] section \
@@ -82,6 +84,9 @@ fn run_train(args: TrainArgs, finetune: bool) -> Result<()> {
         config,
         RunOptions {
             resume: args.resume.clone(),
+            // Without --resume the device is already in the recipe (as train.device).
+            device: args.resume.as_ref().and(args.device.clone()),
+            stop_after: args.stop_after,
             ..Default::default()
         },
     )?;

@@ -13,7 +13,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
-use vit_model::{PretrainedOptions, device_from_name, load_pretrained};
+use vit_model::{PretrainedOptions, device_from_name, load_pretrained, parse_device_name};
 
 use crate::config::Config;
 use crate::data::loader::{Loader, Mode, mix_seed, plan};
@@ -43,6 +43,10 @@ pub struct RunOptions {
     pub stop_after: Option<usize>,
     /// Skip the final test-set evaluation.
     pub skip_test: bool,
+    /// Run on this device instead of the recipe's `train.device` (a device name, as
+    /// [`vit_model::device`] lists them): a resumed run moves to it, and its checkpoints
+    /// record it from then on.
+    pub device: Option<String>,
 }
 
 /// Total optimiser steps of a run and steps per epoch.
@@ -78,6 +82,10 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
             (config, None, None)
         }
     };
+    if let Some(name) = &options.device {
+        parse_device_name(name).context("--device")?;
+        config.train.device = name.clone();
+    }
     let t = config.train.clone();
     let device = device_from_name(&t.device)?;
     let vit = config.model.config.clone();
@@ -108,7 +116,8 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
             config.model.config = model.config.clone();
             model
         }
-        (None, None) => vit.try_init(&ad)?,
+        // Drawn on the host: one seed, one initial model, whatever the device.
+        (None, None) => vit.init_seeded(t.seed, &ad)?,
     };
     if config.finetune.as_ref().is_some_and(|f| f.freeze_backbone) {
         model = optim::freeze_backbone(model);
@@ -132,6 +141,8 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
         best_top1: 0.0,
         config: config.clone(),
     });
+    // A resumed run moved by `--device` records its new device in its checkpoints.
+    state.config.train.device = config.train.device.clone();
 
     let (total, per_epoch) = step_counts(&config, splits.train.len())?;
     let stop = options.stop_after.unwrap_or(total).min(total);
