@@ -1,6 +1,6 @@
-//! The wgpu backend against timm: one process, the small parity fixtures, on whatever adapter
-//! wgpu finds (Mesa's lavapipe in CI, a real GPU elsewhere). Built with `--features wgpu`.
-#![cfg(feature = "wgpu")]
+//! The GPU backends against timm: the small parity fixtures on wgpu (whatever adapter wgpu
+//! finds: Mesa's lavapipe in CI, a real GPU elsewhere; built with `--features wgpu`), and on
+//! the devices named in `VIT_TEST_DEVICES` (`cuda`, ...; `cargo xtask gpu-check` sets it).
 
 mod common;
 
@@ -8,9 +8,8 @@ use common::*;
 use vit_model::weights::read_safetensors;
 use vit_model::{ResampleMode, device_from_name, resample_pos_embed};
 
-#[test]
-fn parity_fixtures_on_wgpu() {
-    let device = device_from_name("wgpu").unwrap();
+fn parity_fixtures_on(name: &str) {
+    let device = device_from_name(name).unwrap();
     check_case("token_32", &token_config(), &device, 1e-4);
     check_case("mean_48x64", &mean_config(), &device, 1e-4);
     check_case("pre_logits", &pre_logits_config(), &device, 1e-4);
@@ -24,7 +23,24 @@ fn parity_fixtures_on_wgpu() {
         let d = max_abs_diff(got.into_data(), &refs[&format!("{mode}.10x12")]);
         assert!(
             d <= 1e-5,
-            "{mode}: differs from the reference by {d} on wgpu"
+            "{mode}: differs from the reference by {d} on {name}"
         );
+    }
+}
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn parity_fixtures_on_wgpu() {
+    parity_fixtures_on("wgpu");
+}
+
+#[test]
+fn parity_fixtures_on_listed_devices() {
+    let Ok(list) = std::env::var("VIT_TEST_DEVICES") else {
+        eprintln!("VIT_TEST_DEVICES is not set: no extra device checked");
+        return;
+    };
+    for name in list.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        parity_fixtures_on(name);
     }
 }
