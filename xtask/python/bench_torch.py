@@ -1,6 +1,8 @@
 """PyTorch + timm side of `cargo xtask bench`: one case per process, one JSON line out.
 
-Same shapes as crates/vit-train/examples/bench.rs: fp32, torch.set_num_threads(--threads),
+Same shapes as crates/vit-train/examples/bench.rs: fp32 (or --dtype bf16/f16: the model and
+data in that type, as Burn's all-half device setting; --autocast for CUDA autocast instead),
+on the CPU with torch.set_num_threads(--threads) or on --device cuda,
 training = forward + cross-entropy backward + torch.optim.AdamW step (model.train(), no
 dropout in these models), inference = model.eval() under torch.inference_mode(); warm-up
 steps, then the median of the timed ones.
@@ -22,6 +24,8 @@ CASES = {
     "ti16-infer": ("vit_tiny_patch16_224", 32, False),
     "b16-infer": ("vit_base_patch16_224", 8, False),
     "r26s32-infer": ("vit_small_r26_s32_224", 8, False),
+    "b16-train-b64": ("vit_base_patch16_224", 64, True),
+    "b16-infer-b64": ("vit_base_patch16_224", 64, False),
 }
 
 
@@ -32,13 +36,20 @@ def model(name):
     return timm.create_model(name, pretrained=False, num_classes=1000), (3, 224, 224)
 
 
+def sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def timed(warmup, steps, fn):
     for _ in range(warmup):
         fn()
+    sync()
     times = []
     for _ in range(steps):
         t = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t)
     times.sort()
     return times[len(times) // 2]
@@ -50,43 +61,58 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, required=True)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="f32", choices=["f32", "bf16", "f16"])
+    ap.add_argument("--autocast", action="store_true")
     args = ap.parse_args()
+    dev = torch.device(args.device)
+    dtype = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[args.dtype]
+    cast = torch.float32 if args.autocast else dtype
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     images = 0
     if args.case == "gemm":
         n = 2048
-        a, b = torch.randn(n, n), torch.randn(n, n)
+        a, b = torch.randn(n, n, device=dev, dtype=cast), torch.randn(n, n, device=dev, dtype=cast)
         s = timed(args.warmup, args.steps, lambda: torch.mm(a, b))
         gflop = 2 * n ** 3 / 1e9
     else:
         name, batch, train = CASES[args.case]
         m, shape = model(name)
-        x = torch.randn(batch, *shape)
+        m = m.to(device=dev, dtype=cast)
+        x = torch.randn(batch, *shape, device=dev, dtype=cast)
         images = batch
+
+        def autocast():
+            return torch.autocast(dev.type, dtype=dtype, enabled=args.autocast)
         if train:
             m.train()
-            y = torch.arange(batch) % m.num_classes
+            y = torch.arange(batch, device=dev) % m.num_classes
             opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
 
             def step():
                 opt.zero_grad(set_to_none=True)
-                F.cross_entropy(m(x), y).backward()
+                with autocast():
+                    loss = F.cross_entropy(m(x), y)
+                loss.backward()
                 opt.step()
             s = timed(args.warmup, args.steps, step)
         else:
             m.eval()
 
             def step():
-                with torch.inference_mode():
+                with torch.inference_mode(), autocast():
                     m(x)
             s = timed(args.warmup, args.steps, step)
         gflop = 0.0
+    peak_gpu = torch.cuda.max_memory_allocated() / 2 ** 20 if dev.type == "cuda" else 0.0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"side": "torch", "backend": f"torch {torch.__version__}", "case": args.case,
                       "seconds": s, "img_s": images / s if images else 0.0,
                       "gflop_s": gflop / s if gflop else 0.0, "peak_rss_mib": rss,
-                      "threads": args.threads, "steps": args.steps, "timm": timm.__version__}))
+                      "threads": args.threads, "steps": args.steps, "timm": timm.__version__,
+                      "device": str(dev), "dtype": args.dtype + ("-autocast" if args.autocast else ""),
+                      "peak_gpu_mib": peak_gpu}))
 
 
 if __name__ == "__main__":

