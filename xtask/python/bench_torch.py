@@ -36,6 +36,56 @@ def model(name):
     return timm.create_model(name, pretrained=False, num_classes=1000), (3, 224, 224)
 
 
+def read_idx(path):
+    """An IDX file (gzip) as a numpy array, as vit-train's idx.rs reads it."""
+    import gzip
+    import numpy as np
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    dims = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(dims)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def fmnist_train(args):
+    """The main job's step (configs/fashion-mnist.toml) as timm + PyTorch would run it: the same
+    ViT, AdamW (no weight decay on biases, norms, tokens, position embedding), clipping at
+    global norm 1, batch 128, zero-padded random crop (2) and horizontal flip, one DataLoader
+    worker over the same IDX files; a step's time includes waiting for its batch."""
+    import torchvision.transforms.v2 as T
+    root = "datasets/fashion-mnist"
+    images = torch.from_numpy(read_idx(f"{root}/train-images-idx3-ubyte.gz").copy())
+    labels = torch.from_numpy(read_idx(f"{root}/train-labels-idx1-ubyte.gz").astype("int64"))
+    aug = T.Compose([T.RandomCrop(28, padding=2), T.RandomHorizontalFlip(),
+                     T.ToDtype(torch.float32, scale=True), T.Normalize([0.2860], [0.3530])])
+
+    class Data(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(labels)
+
+        def __getitem__(self, i):
+            return aug(images[i].unsqueeze(0)), labels[i]
+
+    loader = torch.utils.data.DataLoader(Data(), batch_size=128, shuffle=True, drop_last=True,
+                                         num_workers=1, persistent_workers=True)
+    m = VisionTransformer(img_size=28, patch_size=4, in_chans=1, num_classes=10, embed_dim=64,
+                          depth=4, num_heads=4, mlp_ratio=2.0, global_pool="avg")
+    m.train()
+    decay = [p for n, p in m.named_parameters() if p.ndim > 1 and "pos_embed" not in n]
+    no_decay = [p for n, p in m.named_parameters() if p.ndim <= 1 or "pos_embed" in n]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=2e-3, eps=1e-8)
+    batches = iter(loader)
+
+    def step():
+        x, y = next(batches)
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(m(x), y).backward()
+        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+        opt.step()
+    return timed(args.warmup, args.steps, step), 128
+
+
 def sync():
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -71,7 +121,10 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     images = 0
-    if args.case == "gemm":
+    if args.case == "fmnist-train":
+        s, images = fmnist_train(args)
+        gflop = 0.0
+    elif args.case == "gemm":
         n = 2048
         a, b = torch.randn(n, n, device=dev, dtype=cast), torch.randn(n, n, device=dev, dtype=cast)
         s = timed(args.warmup, args.steps, lambda: torch.mm(a, b))

@@ -11,8 +11,9 @@ use serde_json::Value;
 
 use crate::python;
 
-pub const CASES: [&str; 7] = [
+pub const CASES: [&str; 8] = [
     "gemm",
+    "fmnist-train",
     "cifar-train",
     "cifar-infer",
     "ti16-train",
@@ -98,6 +99,8 @@ pub fn bench(root: &Path, steps: usize, cases: &[String], backends: &[String]) -
             eprintln!("bench {case}: vit on {backend} ...");
             ours_rows.push(json_line(
                 Command::new(&ours)
+                    // fmnist-train reads configs/ and datasets/ relative to the root.
+                    .current_dir(root)
                     .args([case, "--steps", &steps_s, "--device", backend])
                     .env("BURN_DEVICE", "flex")
                     .output()?,
@@ -107,6 +110,7 @@ pub fn bench(root: &Path, steps: usize, cases: &[String], backends: &[String]) -
         eprintln!("bench {case}: torch ...");
         let b = json_line(
             Command::new(&python)
+                .current_dir(root)
                 .arg(root.join("xtask/python/bench_torch.py"))
                 .args([case, "--steps", &steps_s, "--threads", &threads.to_string()])
                 .output()?,

@@ -35,8 +35,9 @@ enum Task {
         /// Timed steps per case (after 2 warm-up steps); the median is reported.
         #[arg(long, default_value_t = 10)]
         steps: usize,
-        /// Cases to run (default all): gemm, cifar-train, cifar-infer, ti16-train,
-        /// ti16-infer, b16-infer, r26s32-infer.
+        /// Cases to run (default all): gemm, fmnist-train (the main job's step, data loading
+        /// and augmentation included; needs `cargo xtask data fashion-mnist`), cifar-train,
+        /// cifar-infer, ti16-train, ti16-infer, b16-infer, r26s32-infer.
         #[arg(long, value_delimiter = ',')]
         cases: Vec<String>,
         /// Our backends to measure (default cpu, i.e. Flex); others (ndarray, ...) are

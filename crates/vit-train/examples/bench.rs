@@ -4,7 +4,10 @@
 //! `bench CASE [--steps N] [--warmup N] [--device cpu] [--dtype f32|bf16|f16]`, CASE one of
 //! `cifar-train`, `cifar-infer`, `ti16-train`, `ti16-infer`, `b16-infer`, `r26s32-infer` (the
 //! hybrid R26+ViT-S/32), `gemm`, and for GPUs (`cargo xtask gpu-check`) `b16-train-b64`,
-//! `b16-infer-b64` (ViT-B/16 at batch 64). `--dtype` sets the device's float type for every
+//! `b16-infer-b64` (ViT-B/16 at batch 64), and `fmnist-train`: the main job's training step
+//! as `vit-train` runs it (configs/fashion-mnist.toml's model, batch, AdamW, clipping and
+//! augmentation, batches made by its loader from datasets/fashion-mnist, run from the
+//! repository root; the time of a step includes waiting for its batch). `--dtype` sets the device's float type for every
 //! tensor (Burn has no mixed precision). Each case runs in its own
 //! process so that its peak memory is its own. Training steps are forward, backward and an
 //! AdamW step (PyTorch's defaults) on random data; inference is a forward pass without
@@ -16,7 +19,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
-use burn::tensor::{Distribution, FloatDType, Int, Tensor};
+use burn::tensor::{Device, Distribution, FloatDType, Int, Tensor};
 use vit_model::{VitConfig, device_from_name};
 
 /// (model, batch, train?) of a case.
@@ -41,10 +44,10 @@ fn case(name: &str) -> Result<Option<(VitConfig, usize, bool)>> {
         "b16-train-b64" => (b16.clone(), 64, true),
         "b16-infer-b64" => (b16, 64, false),
         "r26s32-infer" => (r26s32, 8, false),
-        "gemm" => return Ok(None),
+        "gemm" | "fmnist-train" => return Ok(None),
         other => bail!(
             "unknown case `{other}`; expected cifar-train, cifar-infer, ti16-train, ti16-infer, \
-             b16-infer, r26s32-infer, b16-train-b64, b16-infer-b64 or gemm"
+             b16-infer, r26s32-infer, b16-train-b64, b16-infer-b64, fmnist-train or gemm"
         ),
     }))
 }
@@ -82,6 +85,51 @@ fn time(warmup: usize, steps: usize, mut step: impl FnMut()) -> f64 {
     )
 }
 
+/// The main job's step: (median seconds, images per step, GFLOP per step).
+fn fmnist_train(warmup: usize, steps: usize, device: &Device) -> Result<(f64, usize, f64)> {
+    use std::sync::Arc;
+    use vit_train::config::Config;
+    use vit_train::data::load_splits;
+    use vit_train::data::loader::{Loader, Mode, plan};
+    use vit_train::data::transforms::Transform;
+    use vit_train::train::{optim, step};
+
+    let config = Config::load(std::path::Path::new("configs/fashion-mnist.toml"), &[])?;
+    let t = config.train.clone();
+    let vit = config.model.config.clone();
+    let splits = load_splits(&config.data, &vit, t.seed)?;
+    let ad = device.clone().autodiff();
+    let mut model = Some(vit.init_seeded(t.seed, &ad)?);
+    let mut optim = optim::build(&t, model.as_ref().expect("model"));
+    let set = Arc::new(splits.train);
+    let shape = set.shape;
+    let mode = Mode::Train {
+        seed: t.seed,
+        epoch: 0,
+        smoothing: t.label_smoothing,
+    };
+    let batches = plan(set.len(), t.batch_size, mode, true);
+    let transform = Arc::new(Transform::training(&config.data));
+    let mut loader = Loader::new(set, batches, 0, mode, transform, config.data.workers);
+    let s = time(warmup, steps, || {
+        let batch = loader.next().expect("a batch").expect("readable data");
+        let (m, _) = step::optimizer_step(
+            model.take().expect("model"),
+            &mut optim,
+            &batch,
+            shape,
+            &t,
+            t.lr,
+            None,
+            &ad,
+        )
+        .expect("a finite loss");
+        model = Some(m);
+    });
+    let per_image = vit.flops_per_image() as f64 / 1e9;
+    Ok((s, t.batch_size, 3.0 * per_image * t.batch_size as f64))
+}
+
 fn main() -> Result<()> {
     // The allocator settings of the vit-train binary (mimalloc keeping freed memory).
     vit_train::alloc::configure();
@@ -113,6 +161,7 @@ fn main() -> Result<()> {
     }
 
     let (seconds, images, gflop) = match case(name)? {
+        None if name == "fmnist-train" => fmnist_train(warmup, steps, &device)?,
         None => {
             let n = 2048;
             let a = Tensor::<2>::random([n, n], Distribution::Default, &device);

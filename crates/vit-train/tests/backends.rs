@@ -15,7 +15,6 @@ use std::sync::{Mutex, MutexGuard};
 
 use burn::module::{Param, ParamId};
 use burn::nn::Linear;
-use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -23,8 +22,8 @@ use vit_model::hybrid::ResNetConfig;
 use vit_model::weights::{StateDict, state_dict};
 use vit_model::{VitConfig, device_from_name, fused};
 use vit_train::config::{OptimizerKind, TrainSection};
-use vit_train::eval::soft_cross_entropy;
-use vit_train::train::{clip, optim};
+use vit_train::data::loader::Batch;
+use vit_train::train::{optim, step};
 
 /// Relative to max(1, |value|). The aim was 1e-4; measured: losses and gradient norms
 /// within 2e-7, parameters after three steps within 6e-8, each op within ~1e-6 (Burn's own
@@ -76,8 +75,9 @@ struct Trace {
     trained: StateDict,
 }
 
-/// `STEPS` steps of the trainer's SGD (momentum 0.9, weight decay 0.05 outside the no-decay
-/// group, clipping at global norm 1) on fixed random batches, on `device`.
+/// `STEPS` steps of the trainer's own step (`train::step::optimizer_step`: soft-target
+/// cross-entropy, global-norm clipping at 1, SGD with momentum 0.9 and weight decay 0.05 outside
+/// the no-decay group) on fixed random batches, on `device`.
 fn train_steps(config: &VitConfig, device: &str) -> Trace {
     let ad = device_from_name(device).unwrap().autodiff();
     let mut model = {
@@ -107,13 +107,17 @@ fn train_steps(config: &VitConfig, device: &str) -> Trace {
         for row in targets.chunks_mut(k) {
             row[rng.random_range(0..k)] += 0.9;
         }
-        let x = Tensor::<4>::from_data(TensorData::new(images, [BATCH, c, h, w]), &ad);
-        let y = Tensor::<2>::from_data(TensorData::new(targets, [BATCH, k]), &ad);
-        let loss = soft_cross_entropy(model.forward(x).unwrap(), y);
-        losses.push(f64::from(loss.clone().into_scalar::<f32>()));
-        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-        grad_norms.push(clip::clip_global_norm(&model, &mut grads, 1.0));
-        model = optim.step(t.lr, model, grads);
+        let batch = Batch {
+            images,
+            labels: vec![0; BATCH],
+            targets,
+        };
+        let (next, step) =
+            step::optimizer_step(model, &mut optim, &batch, [c, h, w], &t, t.lr, None, &ad)
+                .unwrap();
+        model = next;
+        losses.push(step.loss);
+        grad_norms.push(step.grad_norm);
     }
     Trace {
         init,

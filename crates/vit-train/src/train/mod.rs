@@ -5,21 +5,21 @@ pub mod checkpoint;
 pub mod clip;
 pub mod optim;
 pub mod schedule;
+pub mod step;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use burn::optim::{GradientsAccumulator, GradientsParams};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 use vit_model::{PretrainedOptions, device_from_name, load_pretrained, parse_device_name};
 
 use crate::config::Config;
 use crate::data::loader::{Loader, Mode, mix_seed, plan};
 use crate::data::transforms::Transform;
 use crate::data::{ImageSet, load_splits};
-use crate::eval::{EvalReport, evaluate, images_tensor, soft_cross_entropy};
+use crate::eval::{EvalReport, evaluate};
 use crate::report::{MetricLine, Metrics, Progress};
 use checkpoint::LoopState;
 
@@ -149,8 +149,6 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
     let transform = Arc::new(Transform::training(&config.data));
     let train_set = Arc::new(splits.train);
     let val_set = Arc::new(splits.val);
-    let classes = train_set.classes.len();
-    let micro = t.batch_size / t.accum_steps;
     // A run killed after its last checkpoint logged steps it will now run again: those lines go.
     let mut metrics = Metrics::open(&out, resume_dir.is_some().then_some(state.step))?;
     let started = Instant::now();
@@ -167,8 +165,6 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
     let mut losses = Vec::new();
     let mut last_val = None;
     let mut window = (Instant::now(), 0usize);
-
-    let per = train_set.shape.iter().product::<usize>();
 
     'epochs: while state.step < stop {
         let mode = Mode::Train {
@@ -199,17 +195,18 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
             let lr = schedule::lr_at(state.step, total, &t);
             // Dropout / DropPath draw from the device RNG: seed it per step for exact resume.
             ad.seed(mix_seed(&[t.seed, state.step as u64, 3]));
-            let mut acc = GradientsAccumulator::new();
-            let mut loss_sum = 0.0;
-            for m in 0..t.accum_steps {
-                let imgs = batch.images[m * micro * per..(m + 1) * micro * per].to_vec();
-                let tg = batch.targets[m * micro * classes..(m + 1) * micro * classes].to_vec();
-                let x = images_tensor(imgs, micro, train_set.shape, &ad);
-                let y = Tensor::<2>::from_data(TensorData::new(tg, [micro, classes]), &ad);
-                let logits = model.forward(x)?;
-                let loss = soft_cross_entropy(logits, y) / t.accum_steps as f64;
-                let value = f64::from(loss.clone().into_scalar::<f32>());
-                if !value.is_finite() {
+            let (next, step) = match step::optimizer_step(
+                model,
+                &mut optim,
+                &batch,
+                train_set.shape,
+                &t,
+                lr,
+                layer_decay.as_ref(),
+                &ad,
+            ) {
+                Ok(done) => done,
+                Err(step::StepError::NonFinite(value)) => {
                     progress.finish();
                     bail!(
                         "the loss became {value} at step {} (lr {lr:.3e}); stopping. The last good \
@@ -218,19 +215,10 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
                         out.join("checkpoints/last").display()
                     );
                 }
-                loss_sum += value;
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
-                acc.accumulate(&model, grads);
-            }
-            let mut grads = acc.grads();
-            let grad_norm = match t.clip_grad_norm {
-                Some(max) => clip::clip_global_norm(&model, &mut grads, max),
-                None => clip::global_norm(&model, &grads),
+                Err(e) => return Err(e.into()),
             };
-            model = match &layer_decay {
-                Some(decay) => optim.step(decay.at(lr), model, grads),
-                None => optim.step(lr, model, grads),
-            };
+            model = next;
+            let (loss_sum, grad_norm) = (step.loss, step.grad_norm);
             state.step += 1;
             state.batch_in_epoch += 1;
             losses.push(loss_sum);
