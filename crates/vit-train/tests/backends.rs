@@ -184,6 +184,19 @@ fn trains_as_flex(name: &str, config: &VitConfig, device: &str) {
     );
 }
 
+/// A Linear over inputs 1 (weight `[1, D_in, D_out]`) and 2 (bias `[1, 1, D_out]`), as
+/// non-leaf views so the gradients reach those inputs.
+fn linear_of(v: &[Tensor<3>]) -> Linear {
+    let [_, din, dout] = v[1].dims();
+    Linear {
+        weight: Param::initialized(ParamId::new(), v[1].clone().reshape([din, dout])),
+        bias: Some(Param::initialized(
+            ParamId::new(),
+            v[2].clone().reshape([dout]),
+        )),
+    }
+}
+
 /// Each fused op, forward and gradients of every input, on Flex (the fused kernel) against
 /// `device` (Burn's ops), from the same host values.
 fn fused_ops_as_flex(device: &str) {
@@ -209,30 +222,12 @@ fn fused_ops_as_flex(device: &str) {
             fused::multi_head_attention(v[0].clone(), 2)
         }),
         ("linear", vec![[2, 17, 48], [1, 48, 24], [1, 1, 24]], |v| {
-            let [_, din, dout] = v[1].dims();
-            let layer = Linear {
-                weight: Param::initialized(ParamId::new(), v[1].clone().reshape([din, dout])),
-                bias: Some(Param::initialized(
-                    ParamId::new(),
-                    v[2].clone().reshape([dout]),
-                )),
-            };
-            fused::linear(&layer, v[0].clone())
+            fused::linear(&linear_of(&v), v[0].clone())
         }),
         (
             "linear_gelu",
             vec![[2, 17, 48], [1, 48, 24], [1, 1, 24]],
-            |v| {
-                let [_, din, dout] = v[1].dims();
-                let layer = Linear {
-                    weight: Param::initialized(ParamId::new(), v[1].clone().reshape([din, dout])),
-                    bias: Some(Param::initialized(
-                        ParamId::new(),
-                        v[2].clone().reshape([dout]),
-                    )),
-                };
-                fused::linear_gelu(&layer, v[0].clone())
-            },
+            |v| fused::linear_gelu(&linear_of(&v), v[0].clone()),
         ),
     ];
     let mut rng = StdRng::seed_from_u64(9);
