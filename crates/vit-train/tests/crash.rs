@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use npyz::WriterBuilder;
-use vit_train::report::read_metrics;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vit-train"))
@@ -70,16 +69,6 @@ const SETS: &[&str] = &[
     "train.checkpoint_every=3",
     "data.val_limit=64",
 ];
-
-/// (step, loss) of the train lines of a run.
-fn losses(run: &Path) -> Vec<(usize, f64)> {
-    read_metrics(run)
-        .unwrap()
-        .into_iter()
-        .filter(|m| m.split == "train")
-        .map(|m| (m.step, m.loss))
-        .collect()
-}
 
 fn assert_same_losses(straight: &[(usize, f64)], resumed: &[(usize, f64)]) {
     let steps: Vec<usize> = resumed.iter().map(|s| s.0).collect();

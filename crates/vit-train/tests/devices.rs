@@ -24,16 +24,6 @@ fn ok(args: &[&str]) -> String {
     out
 }
 
-/// The training losses of a run folder, by step.
-fn losses(run: &Path) -> Vec<(usize, f64)> {
-    read_metrics(run)
-        .unwrap()
-        .into_iter()
-        .filter(|l| l.split == "train")
-        .map(|l| (l.step, l.loss))
-        .collect()
-}
-
 fn assert_close(what: &str, a: &[(usize, f64)], b: &[(usize, f64)]) {
     assert_eq!(
         a.iter().map(|x| x.0).collect::<Vec<_>>(),

@@ -89,3 +89,13 @@ pub fn vit_train(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// (step, loss) of the train lines of a run folder's metrics.jsonl.
+pub fn losses(run: &Path) -> Vec<(usize, f64)> {
+    vit_train::report::read_metrics(run)
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.split == "train")
+        .map(|m| (m.step, m.loss))
+        .collect()
+}
