@@ -38,7 +38,7 @@ pub fn json_line(out: std::process::Output, what: &str) -> Result<Value> {
     Ok(serde_json::from_str(line)?)
 }
 
-fn cpu_model() -> String {
+pub fn cpu_model() -> String {
     fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -52,7 +52,13 @@ fn cpu_model() -> String {
 
 /// Runs the benchmark (`steps` timed steps per case, `cases` a subset or all, our side on
 /// each of `backends`: `cpu` (Flex), `ndarray`, ...) and records it.
-pub fn bench(root: &Path, steps: usize, cases: &[String], backends: &[String]) -> Result<()> {
+pub fn bench(
+    root: &Path,
+    steps: usize,
+    cases: &[String],
+    backends: &[String],
+    cpu_gemms: &[String],
+) -> Result<()> {
     let backends: Vec<&str> = if backends.is_empty() {
         vec!["cpu"]
     } else {
@@ -69,7 +75,17 @@ pub fn bench(root: &Path, steps: usize, cases: &[String], backends: &[String]) -
     } else {
         cases.iter().map(String::as_str).collect()
     };
+    let cpu_gemms: Vec<&str> = if cpu_gemms.is_empty() {
+        vec!["auto"]
+    } else {
+        cpu_gemms.iter().map(String::as_str).collect()
+    };
     let python = python::venv(root)?;
+    let mkl_dir = if cpu_gemms.contains(&"mkl") {
+        Some(python::mkl(root)?)
+    } else {
+        None
+    };
     python::check(
         Command::new(env!("CARGO"))
             .current_dir(root)
@@ -96,16 +112,28 @@ pub fn bench(root: &Path, steps: usize, cases: &[String], backends: &[String]) -
     for case in &cases {
         let mut ours_rows = Vec::new();
         for backend in &backends {
-            eprintln!("bench {case}: vit on {backend} ...");
-            ours_rows.push(json_line(
-                Command::new(&ours)
-                    // fmnist-train reads configs/ and datasets/ relative to the root.
-                    .current_dir(root)
+            // The GEMM choice only matters to the CPU kernels (Flex).
+            let gemms = if matches!(*backend, "cpu" | "flex") {
+                cpu_gemms.clone()
+            } else {
+                vec!["auto"]
+            };
+            for gemm in gemms {
+                eprintln!("bench {case}: vit on {backend} (VIT_CPU_GEMM={gemm}) ...");
+                let mut cmd = Command::new(&ours);
+                // fmnist-train reads configs/ and datasets/ relative to the root.
+                cmd.current_dir(root)
                     .args([case, "--steps", &steps_s, "--device", backend])
                     .env("BURN_DEVICE", "flex")
-                    .output()?,
-                &format!("vit {case} on {backend}"),
-            )?);
+                    .env("VIT_CPU_GEMM", gemm);
+                if let Some(dir) = &mkl_dir {
+                    cmd.env("VIT_MKL_DIR", dir);
+                }
+                ours_rows.push(json_line(
+                    cmd.output()?,
+                    &format!("vit {case} on {backend} (VIT_CPU_GEMM={gemm})"),
+                )?);
+            }
         }
         eprintln!("bench {case}: torch ...");
         let b = json_line(
@@ -139,9 +167,9 @@ fn render(rows: &[(String, Value, Value)], threads: usize, steps: usize) -> Stri
         .and_then(|r| r.2["timm"].as_str().map(str::to_string))
         .unwrap_or_default();
     // Each backend's own GEMM is its ceiling.
-    let gemm_of = |backend: &str| {
+    let gemm_of = |backend: &str, cpu_gemm: &Value| {
         rows.iter()
-            .find(|r| r.0 == "gemm" && r.1["backend"] == backend)
+            .find(|r| r.0 == "gemm" && r.1["backend"] == backend && r.1["cpu_gemm"] == *cpu_gemm)
             .map_or((0.0, 0.0), |r| (f(&r.1, "gflop_s"), f(&r.2, "gflop_s")))
     };
     let mut s = format!(
@@ -158,7 +186,12 @@ fn render(rows: &[(String, Value, Value)], threads: usize, steps: usize) -> Stri
     );
     for (case, a, b) in rows {
         let backend = a["backend"].as_str().unwrap_or("cpu");
-        let (gemm_ours, gemm_torch) = gemm_of(backend);
+        let (gemm_ours, gemm_torch) = gemm_of(backend, &a["cpu_gemm"]);
+        // On `cpu`, the kernels' GEMM too (cpu_gemm.rs).
+        let backend = match a["cpu_gemm"].as_str() {
+            Some(g) if matches!(backend, "cpu" | "flex") => format!("{backend} ({g})"),
+            _ => backend.to_string(),
+        };
         let (unit, va, vb) = if case == "gemm" {
             ("GFLOP/s", f(a, "gflop_s"), f(b, "gflop_s"))
         } else {

@@ -2,6 +2,7 @@
 
 mod bench;
 mod data;
+mod gemm_shapes;
 mod gpu;
 mod python;
 mod weights;
@@ -44,6 +45,22 @@ enum Task {
         /// built into the bench as cargo features.
         #[arg(long, value_delimiter = ',')]
         backends: Vec<String>,
+        /// The CPU kernels' GEMMs to measure on `cpu`, each a row (default auto): values of
+        /// VIT_CPU_GEMM (auto, gemm, mkl, a library path). `mkl` installs it first (`cargo
+        /// xtask mkl`).
+        #[arg(long, value_delimiter = ',')]
+        cpu_gemm: Vec<String>,
+    },
+    /// Install Intel MKL's runtime (PyPI `mkl`) into xtask/.venv, where `cargo run` and `cargo
+    /// test` find it (`.cargo/config.toml` sets VIT_MKL_DIR): on Intel CPUs the CPU kernels
+    /// then use MKL's sgemm (`VIT_CPU_GEMM=auto`).
+    Mkl,
+    /// The benchmarked ViTs' Linear GEMMs shape by shape: vit's fused Linear on the gemm
+    /// crate and on MKL against PyTorch's F.linear, one run; the table goes into BENCHMARKS.md.
+    GemmShapes {
+        /// Calls per shape (the best is reported).
+        #[arg(long, default_value_t = 20)]
+        repeats: usize,
     },
     /// On a machine with an NVIDIA GPU, in one go: build with `cuda` and `wgpu`, run the
     /// parity tests there (inference against timm, training against Flex), benchmark
@@ -161,7 +178,10 @@ fn main() -> Result<()> {
             steps,
             cases,
             backends,
-        } => bench::bench(&root(), steps, &cases, &backends),
+            cpu_gemm,
+        } => bench::bench(&root(), steps, &cases, &backends, &cpu_gemm),
+        Task::GemmShapes { repeats } => gemm_shapes::gemm_shapes(&root(), repeats),
+        Task::Mkl => python::mkl(&root()).map(|dir| println!("MKL installed in {}", dir.display())),
         Task::GpuCheck {
             build_only,
             steps,

@@ -49,3 +49,17 @@ pub fn venv_with(root: &Path, file: &str) -> Result<PathBuf> {
 pub fn run(python: &Path, args: &[&OsStr]) -> Result<()> {
     check(Command::new(python).args(args))
 }
+
+/// Installs MKL's wheel into `xtask/.venv` (pinned in `requirements-mkl.txt`); returns the
+/// folder holding `libmkl_rt` (what `.cargo/config.toml`'s VIT_MKL_DIR names).
+pub fn mkl(root: &Path) -> Result<PathBuf> {
+    venv_with(root, "requirements-mkl.txt")?;
+    let dir = root.join("xtask/.venv/lib");
+    if !dir.join("libmkl_rt.so.3").exists() {
+        bail!(
+            "pip installed mkl, but {} has no libmkl_rt.so.3",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}

@@ -28,6 +28,7 @@
 pub mod attention;
 pub mod block;
 pub mod config;
+pub mod cpu_gemm;
 pub mod device;
 pub mod drop_path;
 pub mod error;

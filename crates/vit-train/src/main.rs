@@ -152,6 +152,9 @@ fn run_eval(args: EvalArgs) -> Result<()> {
 
 fn run() -> Result<()> {
     let cli = Cli::parse();
+    // The CPU kernels' GEMM (VIT_CPU_GEMM, vit-model's cpu_gemm.rs): a value that cannot be
+    // used is an error here rather than a silent fallback inside the kernels.
+    vit_model::cpu_gemm::select_cpu_gemm()?;
     match cli.command {
         None => run_train(cli.train, false),
         Some(Command::Train(args)) => run_train(args, false),

@@ -43,6 +43,19 @@ fn bad_recipes_fail_without_a_backtrace() {
             "{err}"
         );
     }
+    // An unusable CPU GEMM choice is an error naming the variable, before any work.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vit-train"))
+        .args(["--config", path.to_str().unwrap()])
+        .env("VIT_CPU_GEMM", "blas9")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("VIT_CPU_GEMM=\"blas9\" is not a CPU GEMM")
+            && !err.contains("panicked"),
+        "{err}"
+    );
     let (ok, _, err) = vit_train(&["--resume", dir.to_str().unwrap(), "--set", "train.lr=1"]);
     assert!(!ok && err.contains("leave out --config and --set"), "{err}");
     let (ok, _, err) = vit_train(&["finetune", "--resume", dir.to_str().unwrap(), "--lr", "0.1"]);
@@ -67,6 +80,11 @@ fn train_then_eval_and_predict() {
     ]);
     assert!(ok, "{err}");
     assert!(out.contains("test accuracy: top-1"), "{out}");
+    // The header names the CPU kernels' GEMM.
+    assert!(
+        out.contains("on cpu (GEMM: ") || err.contains("on cpu (GEMM: "),
+        "{out}{err}"
+    );
     let ckpt = dir.join("run");
 
     let (ok, out, err) = vit_train(&["eval", "--checkpoint", ckpt.to_str().unwrap()]);

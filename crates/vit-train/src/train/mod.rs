@@ -153,8 +153,13 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
     let mut metrics = Metrics::open(&out, resume_dir.is_some().then_some(state.step))?;
     let started = Instant::now();
     let progress = Progress::new(stop, state.step);
+    // On the CPU backend, which GEMM its kernels call (cpu_gemm.rs).
+    let gemm = match parse_device_name(&t.device)?.backend {
+        "flex" => format!(" (GEMM: {})", vit_model::cpu_gemm::cpu_gemm().short_name()),
+        _ => String::new(),
+    };
     progress.println(&format!(
-        "training {} params on {} images ({} steps of {}, {} per epoch) on {}",
+        "training {} params on {} images ({} steps of {}, {} per epoch) on {}{gemm}",
         vit.num_params(),
         train_set.len(),
         total,

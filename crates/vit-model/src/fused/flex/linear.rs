@@ -1,15 +1,13 @@
 //! Linear layers over token batches: `act(x W + b)` with the bias and activation applied to each
 //! block of GEMM rows while it is in cache, and the three gradients.
 
-use burn::backend::Flex;
 use burn::backend::TensorMetadata;
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::FloatTensorOps;
 use burn::tensor::Shape;
 use rayon::prelude::*;
 
 use super::buffer::{add_into, f32s, rows_per_task, tensor};
-use super::gemm::{gemm_rows, matrix};
+use super::gemm::{gemm_rows, gemm_tn, matrix};
 
 /// `act(x W + b)` over the last axis of `x` (`[..., K]`, weight `[K, N]`, bias `[N]`): the
 /// bias and `act` applied to each block of rows right after its GEMM (see [`gemm_rows`]).
@@ -64,10 +62,8 @@ pub(super) fn linear_backward(
         [m, n, k],
         None::<fn(&mut [f32])>,
     );
-    // dW = x^T grad: K rows only, Flex's matmul runs it at full rate.
-    let x2 = x.reshape(Shape::new([m, k]));
-    let g2 = grad.reshape(Shape::new([m, n]));
-    let dw = Flex::float_matmul(x2.transpose(0, 1), g2);
+    // dW = x^T grad.
+    let dw = gemm_tn(x, grad.clone(), [m, k, n]);
     // db = column sums of grad, partial sums per task.
     let rows = rows_per_task(n);
     let db = f32s(&grad)
