@@ -461,8 +461,8 @@ mod tests {
         let g = values(m * n, 6);
         let want = reference(Mat::rows(&x, k).t(), Mat::rows(&g, n), [k, m, n]);
         for (blas, name) in backends() {
-            let xt = super::super::buffer::tensor(x.clone(), Shape::new([m, k]));
-            let gt = super::super::buffer::tensor(g.clone(), Shape::new([m, n]));
+            let xt = tensor(x.clone(), Shape::new([m, k]));
+            let gt = tensor(g.clone(), Shape::new([m, n]));
             let out = gemm_tn_on(blas.as_ref(), xt, gt, [m, k, n]);
             let out = out.to_contiguous();
             assert_close(
