@@ -47,11 +47,11 @@ def read_idx(path):
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
-def fmnist_train(args):
-    """The main job's step (configs/fashion-mnist.toml) as timm + PyTorch would run it: the same
-    ViT, AdamW (no weight decay on biases, norms, tokens, position embedding), clipping at
-    global norm 1, batch 128, zero-padded random crop (2) and horizontal flip, one DataLoader
-    worker over the same IDX files; a step's time includes waiting for its batch."""
+def fmnist_setup(lr=2e-3):
+    """The main job's data, model and optimizer (configs/fashion-mnist.toml) as timm + PyTorch
+    would run them: the same ViT, AdamW (no weight decay on biases, norms, tokens, position
+    embedding), batch 128, zero-padded random crop (2) and horizontal flip, one DataLoader
+    worker over the same IDX files. Returns (loader, model, optimizer)."""
     import torchvision.transforms.v2 as T
     root = "datasets/fashion-mnist"
     images = torch.from_numpy(read_idx(f"{root}/train-images-idx3-ubyte.gz").copy())
@@ -74,7 +74,14 @@ def fmnist_train(args):
     decay = [p for n, p in m.named_parameters() if p.ndim > 1 and "pos_embed" not in n]
     no_decay = [p for n, p in m.named_parameters() if p.ndim <= 1 or "pos_embed" in n]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=2e-3, eps=1e-8)
+                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, eps=1e-8)
+    return loader, m, opt
+
+
+def fmnist_train(args):
+    """The main job's step (fmnist_setup) with clipping at global norm 1; a step's time
+    includes waiting for its batch."""
+    loader, m, opt = fmnist_setup()
     batches = iter(loader)
 
     def step():

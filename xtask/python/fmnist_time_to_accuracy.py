@@ -17,10 +17,8 @@ import time
 
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.v2 as T
-from timm.models.vision_transformer import VisionTransformer
 
-from bench_torch import read_idx
+from bench_torch import fmnist_setup, read_idx
 
 
 def main():
@@ -33,30 +31,11 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     root = "datasets/fashion-mnist"
-    images = torch.from_numpy(read_idx(f"{root}/train-images-idx3-ubyte.gz").copy())
-    labels = torch.from_numpy(read_idx(f"{root}/train-labels-idx1-ubyte.gz").astype("int64"))
     test_x = torch.from_numpy(read_idx(f"{root}/t10k-images-idx3-ubyte.gz").copy())
     test_y = torch.from_numpy(read_idx(f"{root}/t10k-labels-idx1-ubyte.gz").astype("int64"))
     test_x = ((test_x.float() / 255.0 - 0.2860) / 0.3530).unsqueeze(1)
-    aug = T.Compose([T.RandomCrop(28, padding=2), T.RandomHorizontalFlip(),
-                     T.ToDtype(torch.float32, scale=True), T.Normalize([0.2860], [0.3530])])
-
-    class Data(torch.utils.data.Dataset):
-        def __len__(self):
-            return len(labels)
-
-        def __getitem__(self, i):
-            return aug(images[i].unsqueeze(0)), labels[i]
-
-    loader = torch.utils.data.DataLoader(Data(), batch_size=128, shuffle=True, drop_last=True,
-                                         num_workers=1, persistent_workers=True)
-    m = VisionTransformer(img_size=28, patch_size=4, in_chans=1, num_classes=10, embed_dim=64,
-                          depth=4, num_heads=4, mlp_ratio=2.0, global_pool="avg")
-    decay = [p for n, p in m.named_parameters() if p.ndim > 1 and "pos_embed" not in n]
-    no_decay = [p for n, p in m.named_parameters() if p.ndim <= 1 or "pos_embed" in n]
     lr, min_lr, warmup = 2e-3, 1e-5, 200
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, eps=1e-8)
+    loader, m, opt = fmnist_setup(lr)
 
     def lr_at(step):
         if step < warmup:
