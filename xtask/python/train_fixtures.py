@@ -1,6 +1,7 @@
-"""Fixtures of vit-train's transfer tests, from timm: layer-wise LR decay scales
-(timm.optim.param_groups_layer_decay) for a model with a final norm and one with fc_norm, and
-timm's logits for a PNG image predicted with pretrained weights.
+"""Fixtures of vit-train's transfer and training tests, from timm: layer-wise LR decay scales
+(timm.optim.param_groups_layer_decay) for a model with a final norm and one with fc_norm,
+timm's logits for a PNG image predicted with pretrained weights, and timm's ModelEmaV3 (the
+weights' moving average) over a known sequence of weights.
 
 Run through `cargo xtask fixtures`, after fixtures.py (it reuses case (a)'s timm weights).
 """
@@ -14,6 +15,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from timm.models.vision_transformer import VisionTransformer
 from timm.optim._param_groups import param_groups_layer_decay
+from timm.utils.model_ema import ModelEmaV3
 
 
 def layer_scales(model, decay):
@@ -52,6 +54,29 @@ def main():
     with open(os.path.join(args.out, "predict_32.json"), "w") as f:
         json.dump({"logits": logits, "mean": 0.5, "std": 0.5}, f, indent=1)
     print("predict: timm logits for predict_32.png")
+    ema_fixture(args.out)
+
+
+def ema_case(decay, use_warmup, steps):
+    """ModelEmaV3 as timm's train.py drives it (`update(model, step=num_updates)` after each
+    optimiser step) over weights that equal `k` everywhere after step k."""
+    model = torch.nn.Linear(1, 1, bias=False)
+    ema = ModelEmaV3(model, decay=decay, use_warmup=use_warmup)
+    decays, values = [], []
+    for k in range(1, steps + 1):
+        with torch.no_grad():
+            model.weight.fill_(float(k))
+        decays.append(ema.get_decay(k))
+        ema.update(model, step=k)
+        values.append(ema.module.weight.item())
+    return {"decay": decay, "warmup": use_warmup, "decays": decays, "values": values}
+
+
+def ema_fixture(out):
+    cases = [ema_case(0.9, False, 12), ema_case(0.99, True, 12)]
+    with open(os.path.join(out, "model_ema.json"), "w") as f:
+        json.dump(cases, f, indent=1)
+    print(f"model ema: {len(cases)} cases")
 
 
 if __name__ == "__main__":

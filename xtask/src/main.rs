@@ -141,7 +141,8 @@ fn main() -> Result<()> {
                     out.as_os_str(),
                 ],
             )?;
-            // vit-train's transfer references (layer decay scales, predict logits).
+            // vit-train's transfer and training references (layer decay scales, predict logits,
+            // the moving average of the weights).
             python::run(
                 &python,
                 &[

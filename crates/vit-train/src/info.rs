@@ -115,6 +115,13 @@ pub fn describe(config: &Config) -> Result<String> {
     if let Some(d) = t.layer_decay {
         s += &format!("  layer_decay {}\n", tv(&d));
     }
+    if let Some(d) = t.ema_decay {
+        s += &format!(
+            "  ema_decay {}{}: validates, tests and delivers the weights' moving average\n",
+            tv(&d),
+            if t.ema_warmup { " (warmup)" } else { "" }
+        );
+    }
     if let Some(f) = &config.finetune {
         s += &format!(
             "finetune: from {} (weights_format {}), new zero head of {} classes, position \

@@ -251,6 +251,13 @@ pub struct TrainSection {
     pub layer_decay: Option<f64>,
     /// Label smoothing.
     pub label_smoothing: f64,
+    /// Keep an exponential moving average of the weights with this decay (timm's
+    /// `--model-ema-decay`, e.g. 0.999), updated after every optimiser step; the run then
+    /// validates, tests and delivers the averaged weights. Left out: no average.
+    pub ema_decay: Option<f64>,
+    /// Warm the average's decay up as timm's `--model-ema-warmup` does: update `n` uses
+    /// `min(ema_decay, 1 - n^(-2/3))`, so the random initial weights fade fast.
+    pub ema_warmup: bool,
     /// Seed of init, shuffling, augmentation and dropout.
     pub seed: u64,
     /// Validate (and checkpoint) every N steps as well as at each epoch end; 0 = epoch ends only.
@@ -282,6 +289,8 @@ impl Default for TrainSection {
             clip_grad_norm: Some(1.0),
             layer_decay: None,
             label_smoothing: 0.0,
+            ema_decay: None,
+            ema_warmup: false,
             seed: 42,
             eval_every: 0,
             checkpoint_every: 0,

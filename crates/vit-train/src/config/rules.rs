@@ -219,6 +219,18 @@ fn train(r: &mut Rules, config: &Config) {
         r.fail("train.layer_decay", d, "must be in (0, 1]");
     }
     r.fraction_below_one("train.label_smoothing", t.label_smoothing);
+    if let Some(d) = t.ema_decay
+        && !(d > 0.0 && d < 1.0)
+    {
+        r.fail(
+            "train.ema_decay",
+            d,
+            "must be in (0, 1) (or left out: no average)",
+        );
+    }
+    if t.ema_warmup && t.ema_decay.is_none() {
+        r.fail("train.ema_warmup", true, "needs train.ema_decay");
+    }
     if let Err(e) = parse_device_name(&t.device) {
         r.fail("train.device", format!("{:?}", t.device), e);
     }

@@ -19,6 +19,9 @@ use vit_model::weights::{load_safetensors, param_ids, save_safetensors, set_para
 use crate::config::Config;
 
 pub const MODEL_FILE: &str = "model.safetensors";
+/// The moving average of the weights (`train.ema_decay`), same layout as [`MODEL_FILE`]; where
+/// present it is the checkpoint's model for evaluation, prediction and export.
+pub const EMA_FILE: &str = "ema.safetensors";
 const IDS_FILE: &str = "param_ids.json";
 const OPTIM_FILE: &str = "optimizer.bpk";
 const STATE_FILE: &str = "state.json";
@@ -49,10 +52,12 @@ pub struct LoopState {
     pub config: Config,
 }
 
-/// Writes a checkpoint folder at `dir` atomically (replacing an older checkpoint there).
+/// Writes a checkpoint folder at `dir` atomically (replacing an older checkpoint there), with
+/// the moving average of the weights where the run keeps one.
 pub fn save(
     dir: &Path,
     model: &VisionTransformer,
+    ema: Option<&VisionTransformer>,
     optim: &ModuleOptimizer,
     state: &LoopState,
 ) -> Result<()> {
@@ -62,6 +67,9 @@ pub fn save(
     }
     fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     save_safetensors(model, &tmp.join(MODEL_FILE))?;
+    if let Some(ema) = ema {
+        save_safetensors(ema, &tmp.join(EMA_FILE))?;
+    }
     fs::write(
         tmp.join(IDS_FILE),
         serde_json::to_string(&param_ids(model))?,
@@ -162,6 +170,25 @@ pub fn load_model(dir: &Path, model: VisionTransformer) -> Result<VisionTransfor
     Ok(model)
 }
 
+/// Loads the checkpoint's moving average of the weights into `model` (for a resumed run whose
+/// recipe keeps one).
+pub fn load_ema(dir: &Path, model: VisionTransformer) -> Result<VisionTransformer> {
+    let path = dir.join(EMA_FILE);
+    if !path.is_file() {
+        bail!(
+            "{} is missing: the recipe sets train.ema_decay but the checkpoint has no average \
+             of the weights to resume from",
+            path.display()
+        );
+    }
+    load_safetensors(model, &path).with_context(|| {
+        format!(
+            "cannot load the weight average of checkpoint {}",
+            dir.display()
+        )
+    })
+}
+
 /// Loads the optimiser state into `optim`.
 pub fn load_optimizer(dir: &Path, optim: ModuleOptimizer) -> Result<ModuleOptimizer> {
     let path = dir.join(OPTIM_FILE);
@@ -185,12 +212,16 @@ pub fn load_optimizer(dir: &Path, optim: ModuleOptimizer) -> Result<ModuleOptimi
 }
 
 /// Builds the model of a checkpoint (folder `dir`, its state already read) on `device`, for
-/// evaluation or prediction.
+/// evaluation, prediction or export: the moving average of the weights where the run kept one
+/// (as timm evaluates its EMA model), else the trained weights.
 pub fn load_for_inference(
     dir: &Path,
     state: &LoopState,
     device: &Device,
 ) -> Result<VisionTransformer> {
     let config = &state.config.model.config;
+    if state.config.train.ema_decay.is_some() {
+        return load_ema(dir, config.try_init(device)?);
+    }
     load_model(dir, config.try_init(device)?)
 }

@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod clip;
+pub mod ema;
 pub mod optim;
 pub mod schedule;
 pub mod step;
@@ -127,6 +128,15 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
     if let Some(dir) = &resume_dir {
         optim = checkpoint::load_optimizer(dir, optim)?;
     }
+    let mut ema = match (t.ema_decay, &resume_dir) {
+        (None, _) => None,
+        (Some(decay), None) => Some(ema::ModelEma::new(&model, decay, t.ema_warmup)),
+        (Some(decay), Some(dir)) => Some(ema::ModelEma {
+            model: checkpoint::load_ema(dir, vit.try_init(&device)?)?,
+            decay,
+            warmup: t.ema_warmup,
+        }),
+    };
     std::fs::create_dir_all(out.join("checkpoints"))
         .with_context(|| format!("cannot create {}", out.display()))?;
     let config_path = out.join("config.toml");
@@ -225,6 +235,9 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
             model = next;
             let (loss_sum, grad_norm) = (step.loss, step.grad_norm);
             state.step += 1;
+            if let Some(average) = ema.as_mut() {
+                average.update(&model, state.step);
+            }
             state.batch_in_epoch += 1;
             losses.push(loss_sum);
 
@@ -256,16 +269,19 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
                 state.epoch += 1;
                 state.batch_in_epoch = 0;
             }
+            // With an average of the weights, the average is what is validated and delivered.
+            let delivered = ema.as_ref().map_or(&model, |e| &e.model);
             if epoch_end || periodic || state.step == stop {
-                let report = validate(&model, &val_set, &transform, &config, &device)?;
+                let report = validate(delivered, &val_set, &transform, &config, &device)?;
                 let improved = report.top1 >= state.best_top1;
                 if improved {
                     state.best_top1 = report.top1;
                 }
                 progress.println(&format!(
-                    "step {} epoch {}: val loss {:.4} top-1 {:.2}% top-5 {:.2}% ({:.0}s)",
+                    "step {} epoch {}: val{} loss {:.4} top-1 {:.2}% top-5 {:.2}% ({:.0}s)",
                     state.step,
                     state.epoch,
+                    if ema.is_some() { " (EMA)" } else { "" },
                     report.loss,
                     100.0 * report.top1,
                     100.0 * report.top5,
@@ -278,14 +294,16 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
                     started.elapsed().as_secs_f64(),
                 ))?;
                 let ckpt = out.join("checkpoints");
-                checkpoint::save(&ckpt.join("last"), &model, &optim, &state)?;
+                let averaged = ema.as_ref().map(|e| &e.model);
+                checkpoint::save(&ckpt.join("last"), &model, averaged, &optim, &state)?;
                 if improved {
-                    checkpoint::save(&ckpt.join("best"), &model, &optim, &state)?;
+                    checkpoint::save(&ckpt.join("best"), &model, averaged, &optim, &state)?;
                 }
                 last_val = Some(report);
             } else if t.checkpoint_every > 0 && state.step % t.checkpoint_every == 0 {
                 let ckpt = out.join("checkpoints");
-                checkpoint::save(&ckpt.join("last"), &model, &optim, &state)?;
+                let averaged = ema.as_ref().map(|e| &e.model);
+                checkpoint::save(&ckpt.join("last"), &model, averaged, &optim, &state)?;
             }
             if state.step >= stop {
                 break 'epochs;
@@ -299,7 +317,7 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
     } else {
         let test_set = Arc::new(splits.test);
         let report = evaluate(
-            &model,
+            ema.as_ref().map_or(&model, |e| &e.model),
             test_set.clone(),
             transform,
             eval_batch(&config),
