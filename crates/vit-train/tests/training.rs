@@ -183,7 +183,7 @@ fn param_values(model: &vit_model::VisionTransformer) -> Vec<f32> {
     impl ModuleVisitor for Values {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             self.0
-                .extend(param.val().into_data().to_vec::<f32>().unwrap());
+                .extend(param.val().into_data().try_to_vec::<f32>().unwrap());
         }
     }
     let mut v = Values(Vec::new());
