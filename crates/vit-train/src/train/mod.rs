@@ -270,8 +270,9 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
                 state.batch_in_epoch = 0;
             }
             // With an average of the weights, the average is what is validated and delivered.
-            let delivered = ema.as_ref().map_or(&model, |e| &e.model);
+            let averaged = ema.as_ref().map(|e| &e.model);
             if epoch_end || periodic || state.step == stop {
+                let delivered = averaged.unwrap_or(&model);
                 let report = validate(delivered, &val_set, &transform, &config, &device)?;
                 let improved = report.top1 >= state.best_top1;
                 if improved {
@@ -294,7 +295,6 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
                     started.elapsed().as_secs_f64(),
                 ))?;
                 let ckpt = out.join("checkpoints");
-                let averaged = ema.as_ref().map(|e| &e.model);
                 checkpoint::save(&ckpt.join("last"), &model, averaged, &optim, &state)?;
                 if improved {
                     checkpoint::save(&ckpt.join("best"), &model, averaged, &optim, &state)?;
@@ -302,7 +302,6 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
                 last_val = Some(report);
             } else if t.checkpoint_every > 0 && state.step % t.checkpoint_every == 0 {
                 let ckpt = out.join("checkpoints");
-                let averaged = ema.as_ref().map(|e| &e.model);
                 checkpoint::save(&ckpt.join("last"), &model, averaged, &optim, &state)?;
             }
             if state.step >= stop {
