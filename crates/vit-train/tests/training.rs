@@ -2,17 +2,8 @@
 
 mod common;
 
-use std::sync::{Mutex, MutexGuard};
-
 use common::*;
 use vit_train::train::{RunOptions, checkpoint, train};
-
-/// Burn's device RNG (init, dropout) is process-wide: runs in parallel test threads would
-/// draw from each other's stream. One training run at a time.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 #[test]
 fn a_few_steps_lower_the_loss() {
@@ -196,6 +187,8 @@ fn weight_average_matches_timm_model_ema_v3() {
     use burn::module::{Module, ModuleMapper, Param};
     use burn::tensor::{Device, Tensor};
     use vit_train::train::ema::ModelEma;
+    // `init_seeded` seeds and draws from the process-wide RNG that the other tests' runs use.
+    let _serial = serial();
 
     /// Every parameter set to one value, as the fixture's weights are after each step.
     struct Fill(f64);

@@ -125,6 +125,7 @@ fn layer_decay_matches_timm() {
 
 #[test]
 fn finetune_uses_the_paper_recipe_and_exports_to_timm_names() {
+    let _serial = serial();
     let dir = temp_dir("finetune");
     let recipe = finetune_recipe(&dir, "");
     let config = Config::load(&recipe, &[]).unwrap();
@@ -209,6 +210,7 @@ fn finetune_uses_the_paper_recipe_and_exports_to_timm_names() {
 
 #[test]
 fn finetune_resumes_with_the_architecture_it_loaded() {
+    let _serial = serial();
     let dir = temp_dir("finetune-resume");
     let recipe = finetune_recipe(&dir, "");
     let config = Config::load(&recipe, &[]).unwrap();

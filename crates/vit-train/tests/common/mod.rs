@@ -3,8 +3,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 
 use vit_train::config::Config;
+
+/// Burn's device RNG (init, dropout, drop-path) is process-wide: a run in another test thread
+/// would draw from this one's stream. Tests that train or initialise in-process and compare
+/// runs hold this, one at a time.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 pub fn fixture_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fashion-mnist-1k")
