@@ -64,11 +64,13 @@ pub(super) fn linear_backward(
     );
     // dW = x^T grad.
     let dw = gemm_tn(x, grad.clone(), [m, k, n]);
-    // db = column sums of grad, partial sums per task.
+    // db = column sums of grad: partial sums per task, added in task order (not rayon's
+    // `reduce`, whose order follows the thread timing), so that a run is bit-for-bit repeatable.
     let rows = rows_per_task(n);
-    let db = f32s(&grad)
+    let partial: Vec<Vec<f32>> = f32s(&grad)
         .par_chunks(rows * n)
         .map(|g| g.chunks_exact(n).fold(vec![0.0f32; n], add_into))
-        .reduce(|| vec![0.0f32; n], add_into);
+        .collect();
+    let db = partial.into_iter().fold(vec![0.0f32; n], add_into);
     (tensor(dx, x_shape), dw, tensor(db, Shape::new([n])))
 }

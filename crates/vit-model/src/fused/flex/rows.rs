@@ -82,9 +82,9 @@ pub(super) fn layer_norm_backward(
     let rows = rows_per_task(d);
     let eps = eps as f32;
     // dx overwrites the output gradient; each task returns its rows' partial dgamma and
-    // dbeta, summed after.
+    // dbeta, summed after in task order (repeatable, unlike rayon's `reduce`).
     let mut dx = owned(grad);
-    let (dgamma, dbeta) = dx
+    let partial: Vec<(Vec<f32>, Vec<f32>)> = dx
         .storage_mut::<f32>()
         .par_chunks_mut(rows * d)
         .zip(f32s(&x).par_chunks(rows * d))
@@ -113,10 +113,12 @@ pub(super) fn layer_norm_backward(
             );
             (dgamma, dbeta)
         })
-        .reduce(
-            || (vec![0.0f32; d], vec![0.0f32; d]),
-            |(ga, ba), (gb, bb)| (add_into(ga, gb), add_into(ba, bb)),
-        );
+        .collect();
+    let (dgamma, dbeta) = partial
+        .into_iter()
+        .fold((vec![0.0f32; d], vec![0.0f32; d]), |(ga, ba), (gb, bb)| {
+            (add_into(ga, gb), add_into(ba, bb))
+        });
     (
         dx,
         tensor(dgamma, gamma_shape.clone()),
