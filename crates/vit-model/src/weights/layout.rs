@@ -55,9 +55,19 @@ pub fn permute(t: &TensorData, axes: &[usize]) -> Result<TensorData, String> {
     Ok(TensorData::new(out, new_shape))
 }
 
-/// A 2-D matrix transposed.
+/// A 2-D matrix transposed (a plain double loop: it runs on every Linear weight loaded).
 pub fn transpose(t: &TensorData) -> Result<TensorData, String> {
-    permute(t, &[1, 0])
+    let &[rows, cols] = t.shape().as_slice() else {
+        return permute(t, &[1, 0]); // the error naming the shape
+    };
+    let src = values(t)?;
+    let mut out = vec![0.0f32; src.len()];
+    for (r, row) in src.chunks_exact(cols.max(1)).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            out[c * rows + r] = v;
+        }
+    }
+    Ok(TensorData::new(out, vec![cols, rows]))
 }
 
 /// Tensors joined along their first axis (their other axes must agree).
@@ -95,6 +105,20 @@ mod tests {
         let v = p.try_into_vec::<f32>().unwrap();
         assert_eq!(v[6 + 3 + 2], 21.0);
         assert_eq!(&v[..6], &[0.0, 4.0, 8.0, 12.0, 16.0, 20.0]);
+    }
+
+    #[test]
+    fn transpose_matches_numpy() {
+        // np.arange(6).reshape(2, 3).T == [[0, 3], [1, 4], [2, 5]]
+        let t = TensorData::new((0..6).map(|v| v as f32).collect::<Vec<_>>(), [2, 3]);
+        let p = transpose(&t).unwrap();
+        assert_eq!(p.shape().to_vec(), vec![3, 2]);
+        assert_eq!(
+            p.try_into_vec::<f32>().unwrap(),
+            vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]
+        );
+        let cube = TensorData::new(vec![0.0f32; 8], [2, 2, 2]);
+        assert!(transpose(&cube).unwrap_err().contains("[2, 2, 2]"));
     }
 
     #[test]

@@ -167,9 +167,16 @@ impl ModuleMapper for Rewrite {
         let (old_id, old_value, mapper) = param.consume();
         let value = match value {
             Some(data) => {
-                let t = Tensor::<D>::from_data(data.convert::<f32>(), &device);
-                let t = if transpose { t.transpose() } else { t };
-                t.set_require_grad(require_grad)
+                // Transposed on the host into a dense [in, out] weight, as a new model holds
+                // it: a transposed view would send the GEMMs down other paths that round
+                // differently, and a resumed run would drift from the run it continues.
+                let data = data.convert::<f32>();
+                let data = if transpose {
+                    super::layout::transpose(&data).expect("load_state_dict checked the shape")
+                } else {
+                    data
+                };
+                Tensor::<D>::from_data(data, &device).set_require_grad(require_grad)
             }
             None => old_value,
         };
