@@ -58,8 +58,14 @@ fn panel<'a, 'b>(
     Ok(chart)
 }
 
-/// Draws `curves.png` in a run folder from its `metrics.jsonl`.
-pub fn plot_run(dir: &Path) -> Result<()> {
+/// Draws `curves.png` in a run folder from its `metrics.jsonl`; `averaged`: the run validated
+/// the moving average of its weights (`train.ema_decay`), which the legend then says.
+pub fn plot_run(dir: &Path, averaged: bool) -> Result<()> {
+    let validated = if averaged {
+        "validation (EMA weights)"
+    } else {
+        "validation"
+    };
     let lines = read_metrics(dir)?;
     let series =
         |split: &str, f: &dyn Fn(&crate::report::MetricLine) -> Option<f64>| -> Vec<(f64, f64)> {
@@ -95,7 +101,7 @@ pub fn plot_run(dir: &Path) -> Result<()> {
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
     chart
         .draw_series(LineSeries::new(val_loss.clone(), RED.stroke_width(2)))?
-        .label("validation")
+        .label(validated)
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
     if labels {
         chart
@@ -112,7 +118,7 @@ pub fn plot_run(dir: &Path) -> Result<()> {
         .min(90.0);
     let mut chart = panel(
         &right,
-        "validation top-1 (%)",
+        &format!("{validated} top-1 (%)"),
         labels,
         max_step,
         (lo - 1.0).max(0.0)..100.0,

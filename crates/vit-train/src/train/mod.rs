@@ -339,7 +339,7 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
         dir: out.clone(),
         losses,
     };
-    if let Err(e) = crate::plot::plot_run(&out) {
+    if let Err(e) = crate::plot::plot_run(&out, t.ema_decay.is_some()) {
         eprintln!("warning: could not draw the curves: {e:#}");
     }
     Ok(summary)
