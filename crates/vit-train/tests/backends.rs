@@ -11,7 +11,7 @@
 //! `VIT_TEST_DEVICES=cuda,wgpu` adds those devices (`cargo xtask gpu-check` sets it on a GPU
 //! machine).
 
-use std::sync::{Mutex, MutexGuard};
+mod common;
 
 use burn::module::{Param, ParamId};
 use burn::nn::Linear;
@@ -25,6 +25,8 @@ use vit_train::config::{OptimizerKind, TrainSection};
 use vit_train::data::loader::Batch;
 use vit_train::train::{optim, step};
 
+use common::serial;
+
 /// Relative to max(1, |value|). The aim was 1e-4; measured: losses and gradient norms
 /// within 2e-7, parameters after three steps within 6e-8, each op within ~1e-6 (Burn's own
 /// GELU gradient, the tanh approximation's derivative, was 4.3e-4 off until vit's GELU wrote
@@ -32,12 +34,6 @@ use vit_train::train::{optim, step};
 const TOL: f64 = 1e-5;
 const STEPS: usize = 3;
 const BATCH: usize = 4;
-
-/// Burn's device RNG is process-wide: one seeded initialisation at a time.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A class-token ViT: 28x28x1, patch 7, D 32, two blocks, qkv bias.
 fn vit() -> VitConfig {
