@@ -42,13 +42,17 @@ def main():
         json.dump(scales, f, indent=1, sort_keys=True)
     print(f"layer decay: {sum(len(v) for v in scales.values())} parameter scales")
 
-    # predict --weights: an RGB PNG of the model's input size is used as is.
+    # predict --weights: timm's evaluation transform of the model's default config (crop_pct
+    # 0.9, bicubic: 32 px -> 35 px, centre crop 32), as `predict` applies it.
     token.load_state_dict(load_file(os.path.join(args.model_fixtures, "token_32.model.safetensors")))
     token.eval()
     rng = np.random.default_rng(5)
     png = rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
     Image.fromarray(png).save(os.path.join(args.out, "predict_32.png"))
-    x = torch.from_numpy(png).permute(2, 0, 1).float().div(255).sub(0.5).div(0.5)[None]
+    from timm.data import create_transform
+    t = create_transform(input_size=(3, 32, 32), is_training=False, crop_pct=0.9,
+                         interpolation="bicubic", mean=(0.5,) * 3, std=(0.5,) * 3)
+    x = t(Image.open(os.path.join(args.out, "predict_32.png")).convert("RGB"))[None]
     with torch.no_grad():
         logits = token(x)[0].tolist()
     with open(os.path.join(args.out, "predict_32.json"), "w") as f:

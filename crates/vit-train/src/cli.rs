@@ -3,7 +3,27 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use vit_model::{ResampleMode, WeightFormat};
+use vit_model::{CropMode, Interpolation, ResampleMode, WeightFormat};
+
+use crate::config::Decoder;
+
+/// `--decoder`'s values.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecoderArg {
+    Auto,
+    Image,
+    Turbojpeg,
+}
+
+impl From<DecoderArg> for Decoder {
+    fn from(d: DecoderArg) -> Self {
+        match d {
+            DecoderArg::Auto => Decoder::Auto,
+            DecoderArg::Image => Decoder::Image,
+            DecoderArg::Turbojpeg => Decoder::Turbojpeg,
+        }
+    }
+}
 
 /// Train, evaluate and run Vision Transformers. Without a subcommand, trains.
 #[derive(Parser, Debug)]
@@ -19,7 +39,8 @@ pub struct Cli {
 pub enum Command {
     /// Train a model from a recipe (the default).
     Train(TrainArgs),
-    /// Evaluate a checkpoint: loss, top-1, top-5, per-class accuracy, confusion matrix.
+    /// Evaluate a checkpoint, or pretrained weights on an image folder (timm's validate.py):
+    /// loss, top-1, top-5, per-class accuracy, confusion matrix.
     Eval(EvalArgs),
     /// Fine-tune pretrained weights on a data set (the recipe's `[finetune]` section, or
     /// --weights): new zero head, resampled position embeddings, the paper's SGD recipe.
@@ -64,20 +85,32 @@ pub struct TrainArgs {
     pub stop_after: Option<usize>,
 }
 
+/// `eval`: a run's checkpoint on its recipe's data, or pretrained weights on an image
+/// folder (timm's `validate.py`).
 #[derive(Args, Debug, Clone)]
 pub struct EvalArgs {
-    /// Checkpoint folder (or a run folder: its checkpoints/last).
+    #[command(flatten)]
+    pub source: ModelArgs,
+    /// Split to evaluate: a checkpoint's recipe split (test, val or train; default test), or
+    /// with --weights the subfolder of --data (default val).
     #[arg(long)]
-    pub checkpoint: PathBuf,
-    /// Split to evaluate: test, val or train.
-    #[arg(long, default_value = "test")]
-    pub split: String,
-    /// Data folder, instead of the recipe's data.root.
+    pub split: Option<String>,
+    /// Data folder: instead of the recipe's data.root for a checkpoint; with --weights, the
+    /// folder holding `<split>/<class>/<image>` (classes in sorted order).
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Device to evaluate on (default: the run's train.device); see `--help` of train.
+    /// Images per batch.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Loader threads (default: the recipe's data.workers, else 2).
     #[arg(long)]
-    pub device: Option<String>,
+    pub workers: Option<usize>,
+    /// Leave out images that cannot be read (counted in the report) instead of stopping.
+    #[arg(long)]
+    pub skip_bad_images: bool,
+    /// Class names, one per line in class order (default: the folder's or the recipe's).
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -108,16 +141,29 @@ pub struct ModelArgs {
     /// Position-embedding resampling for --image-size: timm, jax, hf, bilinear, nearest.
     #[arg(long, default_value = "timm", requires = "weights")]
     pub posemb_resample: ResampleMode,
-    /// Per-channel mean for --weights (default timm's ViT 0.5,0.5,0.5).
+    /// Per-channel mean for --weights (default: the preset's timm config, 0.5,0.5,0.5 for
+    /// the ViTs).
     #[arg(long, value_delimiter = ',', requires = "weights")]
     pub mean: Option<Vec<f32>>,
-    /// Per-channel standard deviation for --weights (default 0.5,0.5,0.5).
+    /// Per-channel standard deviation for --weights (default: the preset's timm config).
     #[arg(long, value_delimiter = ',', requires = "weights")]
     pub std: Option<Vec<f32>>,
-    /// timm's crop_pct: images not of the input size are resized (bicubic) so that their
-    /// short side is size / crop_pct, then centre-cropped.
-    #[arg(long, default_value_t = 0.9)]
-    pub crop_pct: f64,
+    /// timm's crop_pct: images are resized so that the centre crop of the input size keeps
+    /// this fraction (default: the preset's timm config, 0.9 at 224 px and 1.0 at 384; for a
+    /// checkpoint, its recipe's).
+    #[arg(long)]
+    pub crop_pct: Option<f64>,
+    /// timm's crop_mode: center (short side to size / crop_pct), squash (both sides), border
+    /// (long side, padded with the mean colour).
+    #[arg(long)]
+    pub crop_mode: Option<CropMode>,
+    /// The resize's filter: bilinear, bicubic, box, hamming, lanczos (Pillow's, antialiased;
+    /// default: the preset's timm config, bicubic).
+    #[arg(long)]
+    pub interpolation: Option<Interpolation>,
+    /// JPEG decoder: auto, image (pure Rust), turbojpeg (libjpeg-turbo, Pillow's pixels).
+    #[arg(long, value_enum)]
+    pub decoder: Option<DecoderArg>,
     /// Device: cpu (default), ndarray, wgpu, wgpu:N, vulkan[:N], metal[:N], cuda[:N], auto.
     #[arg(long)]
     pub device: Option<String>,

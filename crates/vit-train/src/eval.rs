@@ -24,6 +24,9 @@ pub struct EvalReport {
     pub per_class: Vec<f64>,
     /// `confusion[true][predicted]` counts.
     pub confusion: Vec<Vec<usize>>,
+    /// Images of the split left out as unreadable (`on_bad_image = "skip"`; each named on
+    /// stderr): `images` counts the others.
+    pub skipped: usize,
 }
 
 /// Batch images as a `[B, C, H, W]` tensor on `device`.
@@ -53,8 +56,13 @@ pub fn evaluate(
     let (mut loss_sum, mut top1, mut top5) = (0.0, 0usize, 0usize);
     let mut confusion = vec![vec![0usize; k]; k];
     let mut seen = 0usize;
+    let mut skipped = 0usize;
     for batch in loader {
         let batch = batch?;
+        for why in &batch.skipped {
+            eprintln!("warning: skipped: {why}");
+        }
+        skipped += batch.skipped.len();
         let b = batch.len();
         seen += b;
         let x = images_tensor(batch.images, b, set.shape, device);
@@ -76,14 +84,15 @@ pub fn evaluate(
             confusion[label as usize][pred] += 1;
         }
     }
-    // An accuracy is over the whole split or not reported at all.
-    if seen != set.len() {
+    // An accuracy is over the whole split (less the files it could not read, counted) or
+    // not reported at all.
+    if seen + skipped != set.len() {
         bail!(
             "evaluation saw {seen} of the split's {} images; no accuracy reported",
             set.len()
         );
     }
-    let n = set.len().max(1) as f64;
+    let n = seen.max(1) as f64;
     let per_class = confusion
         .iter()
         .enumerate()
@@ -97,7 +106,8 @@ pub fn evaluate(
         })
         .collect();
     Ok(EvalReport {
-        images: set.len(),
+        skipped,
+        images: seen,
         loss: loss_sum / n,
         top1: top1 as f64 / n,
         top5: top5 as f64 / n,
@@ -110,11 +120,16 @@ impl EvalReport {
     /// A human-readable report with class names.
     pub fn render(&self, classes: &[String]) -> String {
         let mut s = format!(
-            "images {}  loss {:.4}  top-1 {:.2}%  top-5 {:.2}%\n\nper-class accuracy:\n",
+            "images {}  loss {:.4}  top-1 {:.2}%  top-5 {:.2}%{}\n\nper-class accuracy:\n",
             self.images,
             self.loss,
             100.0 * self.top1,
-            100.0 * self.top5
+            100.0 * self.top5,
+            if self.skipped > 0 {
+                format!("  ({} unreadable images skipped)", self.skipped)
+            } else {
+                String::new()
+            }
         );
         let width = classes.iter().map(|c| c.len()).max().unwrap_or(1).max(5);
         for (c, acc) in classes.iter().zip(&self.per_class) {

@@ -8,8 +8,8 @@ use vit_model::device_from_name;
 use vit_model::weights::save_safetensors;
 use vit_train::cli::{Cli, Command, EvalArgs, ExportArgs, FinetuneArgs, RecipeArgs, TrainArgs};
 use vit_train::config::Config;
-use vit_train::data::load_split;
 use vit_train::data::transforms::Transform;
+use vit_train::data::{image_folder, load_split};
 use vit_train::eval::evaluate;
 use vit_train::train::{RunOptions, checkpoint, train};
 
@@ -109,15 +109,49 @@ fn run_train(args: TrainArgs, finetune: bool) -> Result<()> {
 }
 
 fn run_eval(args: EvalArgs) -> Result<()> {
-    let dir = checkpoint::resolve(&args.checkpoint)?;
+    if args.batch_size == 0 {
+        bail!("--batch-size 0: expected at least 1");
+    }
+    let (report, classes, what) = match &args.source.checkpoint {
+        Some(ckpt) => eval_checkpoint(ckpt, &args)?,
+        None => eval_weights(&args)?,
+    };
+    let classes = match &args.labels {
+        Some(path) => vit_train::predict::read_labels(path)?,
+        None => classes,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("{what}");
+        print!("{}", report.render(&classes));
+    }
+    Ok(())
+}
+
+/// A run's checkpoint on a split of its recipe's data.
+fn eval_checkpoint(
+    ckpt: &std::path::Path,
+    args: &EvalArgs,
+) -> Result<(vit_train::eval::EvalReport, Vec<String>, String)> {
+    let dir = checkpoint::resolve(ckpt)?;
     let state = checkpoint::read_state(&dir)?;
     let mut config = state.config.clone();
     if let Some(root) = &args.data {
         config.data.root = root.clone();
     }
-    let device = device_from_name(args.device.as_deref().unwrap_or(&config.train.device))?;
+    if args.skip_bad_images {
+        config.data.on_bad_image = vit_train::config::OnBadImage::Skip;
+    }
+    let device = device_from_name(
+        args.source
+            .device
+            .as_deref()
+            .unwrap_or(&config.train.device),
+    )?;
     let model = checkpoint::load_for_inference(&dir, &state, &device)?;
-    let split = match args.split.as_str() {
+    let split_arg = args.split.as_deref().unwrap_or("test");
+    let split = match split_arg {
         "test" => config.data.test.clone(),
         "train" => config.data.train.clone(),
         "val" => config
@@ -128,26 +162,71 @@ fn run_eval(args: EvalArgs) -> Result<()> {
         other => bail!("--split {other}: expected test, val or train"),
     };
     let set = Arc::new(load_split(&config.data, &model.config, &split)?);
-    let transform = Arc::new(Transform::evaluation(&config.data));
+    let mut transform = Transform::evaluation(&config.data);
+    if let Some(p) = args.source.crop_pct {
+        transform.eval.crop_pct = p;
+    }
     let report = evaluate(
         &model,
         set.clone(),
-        transform,
-        256,
-        config.data.workers,
+        Arc::new(transform),
+        args.batch_size,
+        args.workers.unwrap_or(config.data.workers),
         &device,
     )?;
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        println!(
-            "{} split `{split}` of {}",
-            dir.display(),
-            config.data.root.display()
-        );
-        print!("{}", report.render(&set.classes));
+    let what = format!(
+        "{} split `{split}` of {}",
+        dir.display(),
+        config.data.root.display()
+    );
+    Ok((report, set.classes.clone(), what))
+}
+
+/// Pretrained weights on `DIR/<split>/<class>/<image>` with timm's evaluation transform.
+fn eval_weights(args: &EvalArgs) -> Result<(vit_train::eval::EvalReport, Vec<String>, String)> {
+    let Some(root) = &args.data else {
+        bail!("eval --weights needs --data DIR (holding <split>/<class>/<image>)");
+    };
+    let mut loaded = vit_train::predict::load(&args.source)?;
+    if args.skip_bad_images {
+        loaded.transform.on_bad_image = vit_train::config::OnBadImage::Skip;
     }
-    Ok(())
+    let split = args.split.as_deref().unwrap_or("val");
+    let dir = root.join(split);
+    let set = image_folder::load(&dir, loaded.shape)?;
+    let k = loaded.model.config.num_classes;
+    if set.classes.len() != k {
+        bail!(
+            "{} has {} class folders but the weights' head has {k} classes",
+            dir.display(),
+            set.classes.len()
+        );
+    }
+    let set = Arc::new(set);
+    let p = &loaded.transform.eval;
+    let what = format!(
+        "{} on {} ({} images; crop_pct {}, crop_mode {:?}, interpolation {:?}, mean {:?}, std {:?})",
+        args.source
+            .weights
+            .as_ref()
+            .map_or(String::new(), |w| w.display().to_string()),
+        dir.display(),
+        set.len(),
+        p.crop_pct,
+        p.crop_mode,
+        p.interpolation,
+        loaded.transform.mean,
+        loaded.transform.std
+    );
+    let report = evaluate(
+        &loaded.model,
+        set.clone(),
+        Arc::new(loaded.transform.clone()),
+        args.batch_size,
+        args.workers.unwrap_or(2),
+        &loaded.device,
+    )?;
+    Ok((report, set.classes.clone(), what))
 }
 
 fn run() -> Result<()> {

@@ -1,22 +1,22 @@
 //! `predict`: class probabilities of image files, with a checkpoint of a run or with
-//! pretrained weights (timm's evaluation transform).
+//! pretrained weights (timm's evaluation transform); the model loading `eval --weights` and
+//! `inspect` share.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
-use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
-use image::DynamicImage;
-use image::imageops::FilterType;
+use burn::tensor::{Device, Tensor};
 use serde::Serialize;
 use vit_model::{
-    PretrainedOptions, VisionTransformer, VitConfig, device_from_name, load_pretrained,
+    CropMode, Interpolation, Preprocessing, PretrainedOptions, VisionTransformer, VitConfig,
+    device_from_name, load_pretrained,
 };
 
 use crate::cli::{ModelArgs, PredictArgs, parse_size};
-use crate::config::{AugmentSection, ModelSection};
-use crate::data::image_folder::{decode, open, to_chw};
+use crate::config::{DataFormat, Decoder, ModelSection, OnBadImage};
+use crate::data::Source;
 use crate::data::transforms::Transform;
 use crate::eval::images_tensor;
 use crate::train::checkpoint;
@@ -39,12 +39,28 @@ pub struct Prediction {
     pub logits: Option<Vec<f32>>,
 }
 
-/// Turns one image file into the model's normalised input `[1, C, H, W]`.
-pub type Prepare = Box<dyn Fn(&Path) -> Result<Tensor<4>>>;
+/// A model ready to run on image files: the network, its class names, and the evaluation
+/// transform its inputs get (the run's, or timm's for pretrained weights).
+pub struct Loaded {
+    pub model: VisionTransformer,
+    pub classes: Vec<String>,
+    pub transform: Transform,
+    /// The model's input, `[c, h, w]`.
+    pub shape: [usize; 3],
+    pub device: Device,
+}
+
+impl Loaded {
+    /// One image file as the model's normalised input `[1, C, H, W]`.
+    pub fn prepare(&self, path: &Path) -> Result<Tensor<4>> {
+        let px = self.transform.eval(Source::File(path), self.shape)?;
+        Ok(images_tensor(px, 1, self.shape, &self.device))
+    }
+}
 
 /// The model of a checkpoint or of pretrained weights, its class names and its evaluation
 /// transform.
-pub fn load(args: &ModelArgs) -> Result<(VisionTransformer, Vec<String>, Prepare)> {
+pub fn load(args: &ModelArgs) -> Result<Loaded> {
     match (&args.checkpoint, &args.weights) {
         (Some(dir), _) => from_checkpoint(dir, args),
         (None, Some(weights)) => from_weights(weights, args),
@@ -54,15 +70,15 @@ pub fn load(args: &ModelArgs) -> Result<(VisionTransformer, Vec<String>, Prepare
 
 /// Classifies each image with the checkpoint's model or the pretrained weights.
 pub fn predict(args: &PredictArgs) -> Result<Vec<Prediction>> {
-    let (model, classes, prepare) = load(&args.source)?;
+    let loaded = load(&args.source)?;
     let classes = match &args.labels {
         Some(path) => read_labels(path)?,
-        None => classes,
+        None => loaded.classes.clone(),
     };
     let mut out = Vec::new();
     for path in &args.images {
-        let x = prepare(path).with_context(|| format!("{}", path.display()))?;
-        let logits = model.forward(x)?;
+        let x = loaded.prepare(path)?;
+        let logits = loaded.model.forward(x)?;
         let probs = softmax(logits.clone(), 1)
             .into_data()
             .convert::<f32>()
@@ -91,17 +107,16 @@ pub fn predict(args: &PredictArgs) -> Result<Vec<Prediction>> {
     Ok(out)
 }
 
-fn read_labels(path: &Path) -> Result<Vec<String>> {
+/// Class names from a file, one per line in class order.
+pub fn read_labels(path: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read labels file {}", path.display()))?;
     Ok(text.lines().map(|l| l.trim().to_string()).collect())
 }
 
-/// A run's checkpoint: its model, class names and evaluation transform.
-fn from_checkpoint(
-    dir: &Path,
-    args: &ModelArgs,
-) -> Result<(VisionTransformer, Vec<String>, Prepare)> {
+/// A run's checkpoint: its model, class names and evaluation transform (the run's; a run
+/// on fixed-size images resizes a file of another size to the model's, both sides).
+fn from_checkpoint(dir: &Path, args: &ModelArgs) -> Result<Loaded> {
     let dir = checkpoint::resolve(dir)?;
     let state = checkpoint::read_state(&dir)?;
     let device_name = args
@@ -111,29 +126,60 @@ fn from_checkpoint(
     let device = device_from_name(&device_name)?;
     let model = checkpoint::load_for_inference(&dir, &state, &device)?.valid();
     let c = model.config.clone();
-    let classes = match &state.config.data.classes {
+    let data = &state.config.data;
+    let classes = match &data.classes {
         Some(names) => names.clone(),
         None => (0..c.num_classes).map(|i| i.to_string()).collect(),
     };
-    let transform = Transform::evaluation(&state.config.data);
-    let shape = [c.in_channels, c.image_size[0], c.image_size[1]];
-    let prepare: Prepare = Box::new(move |path| {
-        let px = decode(path, shape[0], c.image_size)?;
-        Ok(images_tensor(transform.eval(&px, shape), 1, shape, &device))
-    });
-    Ok((model, classes, prepare))
+    let mut transform = Transform::evaluation(data);
+    if data.format != DataFormat::ImageFolder {
+        transform.eval = Preprocessing {
+            crop_pct: 1.0,
+            crop_mode: CropMode::Squash,
+            interpolation: Interpolation::Bilinear,
+            ..transform.eval
+        };
+    }
+    override_preprocessing(&mut transform, args)?;
+    Ok(Loaded {
+        shape: [c.in_channels, c.image_size[0], c.image_size[1]],
+        model,
+        classes,
+        transform,
+        device,
+    })
 }
 
-/// Pretrained weights on a preset, with timm's evaluation transform.
-fn from_weights(
-    weights: &Path,
-    args: &ModelArgs,
-) -> Result<(VisionTransformer, Vec<String>, Prepare)> {
+/// `--crop-pct`, `--crop-mode`, `--interpolation`, `--decoder` over a transform.
+fn override_preprocessing(t: &mut Transform, args: &ModelArgs) -> Result<()> {
+    if let Some(p) = args.crop_pct {
+        if !(p > 0.0 && p <= 1.0) {
+            bail!("--crop-pct must be in (0, 1], got {p}");
+        }
+        t.eval.crop_pct = p;
+    }
+    if let Some(m) = args.crop_mode {
+        t.eval.crop_mode = m;
+    }
+    if let Some(i) = args.interpolation {
+        t.eval.interpolation = i;
+    }
+    if let Some(d) = args.decoder {
+        let d = Decoder::from(d);
+        d.resolve()?;
+        t.decoder = d;
+    }
+    Ok(())
+}
+
+/// Pretrained weights on a preset, with timm's evaluation transform: the preset's timm config
+/// (mean, std, crop_pct, crop_mode, interpolation), each overridable by its flag.
+fn from_weights(weights: &Path, args: &ModelArgs) -> Result<Loaded> {
     let model = args
         .model
         .as_deref()
         .context("--weights needs --model PRESET")?;
-    let mut config = model_config(model)?;
+    let (mut config, preprocessing) = model_config(model)?;
     if let Some(size) = &args.image_size {
         config.image_size = parse_size(size).map_err(anyhow::Error::msg)?;
     }
@@ -146,44 +192,43 @@ fn from_weights(
     let model = load_pretrained(&config, weights, &options, &device)?.valid();
     let c = model.config.clone();
     let channels = c.in_channels;
-    let mean = args.mean.clone().unwrap_or(vec![0.5; channels]);
-    let std = args.std.clone().unwrap_or(vec![0.5; channels]);
-    if mean.len() != channels || std.len() != channels {
+    let mut p = preprocessing;
+    if let Some(m) = &args.mean {
+        p.mean = m.clone();
+    }
+    if let Some(s) = &args.std {
+        p.std = s.clone();
+    }
+    if p.mean.len() != channels || p.std.len() != channels {
         bail!(
             "--mean and --std need {channels} values (one per input channel), got {} and {}",
-            mean.len(),
-            std.len()
+            p.mean.len(),
+            p.std.len()
         );
     }
-    if !(args.crop_pct > 0.0 && args.crop_pct <= 1.0) {
-        bail!("--crop-pct must be in (0, 1], got {}", args.crop_pct);
-    }
-    let classes = (0..c.num_classes).map(|i| i.to_string()).collect();
-    let crop_pct = args.crop_pct;
-    // Pixels / 255, then (x - mean) / std: the same normalisation as a recipe's.
-    let transform = Transform {
-        augment: AugmentSection::default(),
-        mean,
-        std,
-    };
-    let shape = [channels, c.image_size[0], c.image_size[1]];
-    let prepare: Prepare = Box::new(move |path| {
-        let img = timm_eval_resize(open(path)?, c.image_size, crop_pct);
-        let px = to_chw(&img, channels)?;
-        Ok(images_tensor(transform.eval(&px, shape), 1, shape, &device))
-    });
-    Ok((model, classes, prepare))
+    let mut transform = Transform::from_preprocessing(&p, Decoder::Auto, OnBadImage::Error);
+    override_preprocessing(&mut transform, args)?;
+    Ok(Loaded {
+        classes: (0..c.num_classes).map(|i| i.to_string()).collect(),
+        shape: [channels, c.image_size[0], c.image_size[1]],
+        model,
+        transform,
+        device,
+    })
 }
 
 /// `--model`: a preset name, or a recipe (`.toml`) whose `[model]` section describes the
-/// architecture.
-fn model_config(model: &str) -> Result<VitConfig> {
+/// architecture; with the evaluation preprocessing of the preset's timm config (or of the
+/// recipe's `[data]` keys).
+fn model_config(model: &str) -> Result<(VitConfig, Preprocessing)> {
     if !model.ends_with(".toml") {
-        return Ok(VitConfig::preset(model)?);
+        let config = VitConfig::preset(model)?;
+        return Ok((config, Preprocessing::for_preset(model)));
     }
     let text = std::fs::read_to_string(model).with_context(|| format!("cannot read {model}"))?;
     let mut table: toml::Table =
         toml::from_str(&text).with_context(|| format!("{model} is not valid TOML"))?;
+    let data = table.remove("data");
     let Some(toml::Value::Table(section)) = table.remove("model") else {
         bail!("{model} has no [model] table");
     };
@@ -195,34 +240,29 @@ fn model_config(model: &str) -> Result<VitConfig> {
         .validate()
         .map_err(crate::config::rules::model_error)
         .with_context(|| model.to_string())?;
-    Ok(section.config)
-}
-
-/// timm's evaluation transform (`transforms_factory`, crop_mode "center"): an image already
-/// of the input size is used as is; otherwise it is resized with bicubic interpolation to
-/// `floor(size / crop_pct)` (the short side, for a square size; both sides otherwise) and
-/// centre-cropped to the input size.
-pub fn timm_eval_resize(img: DynamicImage, size: [usize; 2], crop_pct: f64) -> DynamicImage {
-    let [h, w] = size;
-    let (ih, iw) = (img.height() as usize, img.width() as usize);
-    if (ih, iw) == (h, w) {
-        return img;
-    }
-    let sh = (h as f64 / crop_pct).floor() as usize;
-    let sw = (w as f64 / crop_pct).floor() as usize;
-    let (rh, rw) = if sh == sw {
-        // torchvision Resize(int): the short side to `sh`, the long one in proportion.
-        if ih <= iw {
-            (sh, (sh * iw) / ih)
-        } else {
-            ((sh * ih) / iw, sh)
+    let preset = section.preset.as_deref();
+    let mut p = preset.map_or_else(
+        || Preprocessing::for_preset("default_224"),
+        Preprocessing::for_preset,
+    );
+    // A recipe's [data] names its own normalisation and evaluation transform.
+    if let Some(toml::Value::Table(d)) = data {
+        let get = |k: &str| d.get(k).cloned();
+        if let Some(v) = get("mean").and_then(|v| v.try_into::<Vec<f32>>().ok()) {
+            p.mean = v;
         }
-    } else {
-        (sh, sw)
-    };
-    let resized = img.resize_exact(rw as u32, rh as u32, FilterType::CatmullRom);
-    // torchvision CenterCrop: offsets rounded.
-    let top = ((rh as f64 - h as f64) / 2.0).round().max(0.0) as u32;
-    let left = ((rw as f64 - w as f64) / 2.0).round().max(0.0) as u32;
-    resized.crop_imm(left, top, w as u32, h as u32)
+        if let Some(v) = get("std").and_then(|v| v.try_into::<Vec<f32>>().ok()) {
+            p.std = v;
+        }
+        if let Some(v) = get("crop_pct").and_then(|v| v.try_into::<f64>().ok()) {
+            p.crop_pct = v;
+        }
+        if let Some(v) = get("crop_mode").and_then(|v| v.try_into::<CropMode>().ok()) {
+            p.crop_mode = v;
+        }
+        if let Some(v) = get("interpolation").and_then(|v| v.try_into::<Interpolation>().ok()) {
+            p.interpolation = v;
+        }
+    }
+    Ok((section.config, p))
 }

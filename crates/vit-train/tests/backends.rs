@@ -107,6 +107,7 @@ fn train_steps(config: &VitConfig, device: &str) -> Trace {
             images,
             labels: vec![0; BATCH],
             targets,
+            skipped: Vec::new(),
         };
         let (next, step) =
             step::optimizer_step(model, &mut optim, &batch, [c, h, w], &t, t.lr, None, &ad)

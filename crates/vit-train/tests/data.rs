@@ -104,35 +104,63 @@ fn cifar_records_parse_and_bad_lengths_fail() {
 
 #[test]
 fn image_folder_decodes_converts_and_reports_bad_files() {
+    use vit_train::config::Cache;
+    use vit_train::data::Source;
     let dir = temp_dir("folder");
     for (class, shade) in [("cat", 30u8), ("dog", 220u8)] {
         std::fs::create_dir_all(dir.join(class)).unwrap();
         for i in 0..2 {
-            // RGBA and grayscale inputs, at a size other than the model's.
+            // RGBA inputs, at a size other than the model's.
             let img = image::RgbaImage::from_pixel(20, 10, image::Rgba([shade, shade, shade, 128]));
             img.save(dir.join(class).join(format!("{i}.png"))).unwrap();
         }
     }
-    let set = image_folder::load(&dir, 3, [8, 8], OnBadImage::Error).unwrap();
+    // Not images: left out of the listing, as torchvision's ImageFolder does.
+    std::fs::write(dir.join("cat/notes.txt"), "not an image").unwrap();
+    std::fs::write(dir.join("cat/.hidden.png"), "not listed").unwrap();
+    let set = image_folder::load(&dir, [3, 8, 8]).unwrap();
     assert_eq!(set.classes, vec!["cat", "dog"]);
     assert_eq!(set.labels, vec![0, 0, 1, 1]);
     assert_eq!(set.shape, [3, 8, 8]);
-    assert!(set.image(3).unwrap().iter().all(|&v| v == 220));
-    let gray = image_folder::load(&dir, 1, [4, 4], OnBadImage::Error).unwrap();
-    assert_eq!(gray.image(0).unwrap().len(), 16);
+    let t = normalize_only(3);
+    // Uniform images stay uniform through the resize and crop: (220 / 255 - 0.5) / 0.5.
+    let px = t.eval(set.source(3), [3, 8, 8]).unwrap();
+    assert_eq!(px.len(), 3 * 64);
+    let want = (220.0f32 / 255.0 - 0.5) / 0.5;
+    assert!(px.iter().all(|&v| (v - want).abs() < 1e-6), "{:?}", &px[..4]);
+    let gray = image_folder::load(&dir, [1, 4, 4]).unwrap();
+    assert_eq!(normalize_only(1).eval(gray.source(0), [1, 4, 4]).unwrap().len(), 16);
 
     let mut f = std::fs::File::create(dir.join("dog/broken.png")).unwrap();
     f.write_all(b"\x89PNG\r\n\x1a\nnot really").unwrap();
+    let set = image_folder::load(&dir, [3, 8, 8]).unwrap();
+    assert_eq!(set.len(), 5);
+    let i = (0..set.len())
+        .find(|&i| set.path(i).unwrap().ends_with("broken.png"))
+        .unwrap();
+    let Source::File(_) = set.source(i) else {
+        panic!("not cached")
+    };
+    let err = format!("{:#}", t.eval(set.source(i), [3, 8, 8]).unwrap_err());
+    assert!(err.contains("broken.png"), "{err}");
+    // Held in memory: the bad file stops the load, naming it, or is left out and listed.
     let err = format!(
         "{:#}",
-        image_folder::load(&dir, 3, [8, 8], OnBadImage::Error).unwrap_err()
+        image_folder::cache(set.clone(), Cache::On, 512, 64, Default::default(), OnBadImage::Error)
+            .err()
+            .unwrap()
     );
     assert!(
         err.contains("broken.png") && err.contains("on_bad_image"),
         "{err}"
     );
-    let skipped = image_folder::load(&dir, 3, [8, 8], OnBadImage::Skip).unwrap();
-    assert_eq!(skipped.len(), 4);
+    let (cached, report) =
+        image_folder::cache(set, Cache::Auto, 512, 64, Default::default(), OnBadImage::Skip).unwrap();
+    assert!(report.cached && report.skipped.len() == 1, "{:?}", report.skipped);
+    assert!(report.skipped[0].contains("broken.png"));
+    assert_eq!(cached.len(), 4);
+    assert!(matches!(cached.source(0), Source::Decoded(..)));
+    assert_eq!(t.eval(cached.source(3), [3, 8, 8]).unwrap(), px);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -166,13 +194,18 @@ fn files_with_a_bad_one(dir: &std::path::Path) -> vit_train::data::ImageSet {
     vit_train::data::ImageSet::from_files(paths, vec![0; 10], [1, 8, 8], vec!["a".into()]).unwrap()
 }
 
-/// One-channel normalisation, no augmentation.
-fn normalize_only() -> vit_train::data::transforms::Transform {
-    vit_train::data::transforms::Transform {
-        augment: Default::default(),
-        mean: vec![0.5],
-        std: vec![0.5],
-    }
+/// Normalisation by 0.5 / 0.5, no augmentation; image files as timm evaluates them.
+fn normalize_only(channels: usize) -> vit_train::data::transforms::Transform {
+    let p = vit_model::Preprocessing {
+        mean: vec![0.5; channels],
+        std: vec![0.5; channels],
+        ..vit_model::Preprocessing::for_preset("vit_base_patch16_224")
+    };
+    vit_train::data::transforms::Transform::from_preprocessing(
+        &p,
+        Default::default(),
+        OnBadImage::Error,
+    )
 }
 
 #[test]
@@ -181,7 +214,7 @@ fn loader_reports_an_unreadable_image_in_its_batch() {
     use vit_train::data::loader::{Loader, Mode, plan};
     let dir = temp_dir("loader-bad-file");
     let set = Arc::new(files_with_a_bad_one(&dir));
-    let transform = Arc::new(normalize_only());
+    let transform = Arc::new(normalize_only(1));
     let batches = plan(set.len(), 3, Mode::Eval, false);
     let results: Vec<_> = Loader::new(set, batches, 0, Mode::Eval, transform, 2).collect();
     // Batches 0 and 1 are whole; batch 2 (images 6, 7, 8) fails naming the file; the loader
@@ -212,7 +245,7 @@ fn loader_turns_a_worker_panic_into_an_error() {
             erase_prob: 1.5,
             ..Default::default()
         },
-        ..normalize_only()
+        ..normalize_only(1)
     });
     let mode = Mode::Train {
         seed: 1,
@@ -239,7 +272,7 @@ fn evaluate_sees_every_image_or_fails() {
     use std::sync::Arc;
     let dir = temp_dir("eval-bad-file");
     let set = Arc::new(files_with_a_bad_one(&dir));
-    let transform = Arc::new(normalize_only());
+    let transform = Arc::new(normalize_only(1));
     let device = burn::tensor::Device::flex();
     let model = vit_model::VitConfig::new()
         .with_image_size([8, 8])

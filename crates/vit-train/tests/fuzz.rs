@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use common::*;
 use mutate::{apply, cases, edits};
 use proptest::prelude::*;
-use vit_train::config::{Config, OnBadImage};
+use rand::SeedableRng;
+use vit_train::config::{Config, DataSection, Decoder};
 use vit_train::data::loader::{Mode, make_batch};
 use vit_train::data::transforms::Transform;
 use vit_train::data::{ImageSet, cifar, idx, image_folder};
@@ -79,12 +80,29 @@ fn image_seeds() -> Vec<(&'static str, Vec<u8>)> {
         img.to_rgb8().write_to(&mut out, format).unwrap();
         out.into_inner()
     };
+    // A real photo at ImageNet's size, 4:2:0 (cargo xtask data imagenet-like).
+    let photo = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/imagenet/val/rocket/rocket_00000.jpg"),
+    )
+    .unwrap();
     vec![
         ("png", png.clone()),
         ("jpg", encode(image::ImageFormat::Jpeg)),
         ("bmp", encode(image::ImageFormat::Bmp)),
         ("gif", encode(image::ImageFormat::Gif)),
+        ("jpg", photo),
     ]
+}
+
+/// An image folder's `[data]` with timm's ViT normalisation.
+fn fuzz_data(channels: usize) -> DataSection {
+    let v = |x: f32| format!("[{}]", vec![x.to_string(); channels].join(", "));
+    toml::from_str(&format!(
+        "format = \"image-folder\"\nroot = \".\"\nmean = {}\nstd = {}\n",
+        v(0.5),
+        v(0.5)
+    ))
+    .unwrap()
 }
 
 /// Random `--set` values: every kind of TOML value on every recipe key.
@@ -209,19 +227,39 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases(1000)))]
 
+    /// A mutated image file in a folder: listed, then through the evaluation and training
+    /// transforms with each decoder, either pixels of the model's shape or an error naming
+    /// the file, never a panic.
     #[test]
-    fn image_folder_files(e in edits(), which in 0usize..4, gray in any::<bool>()) {
+    fn image_folder_files(e in edits(), which in 0usize..5, gray in any::<bool>()) {
         let (ext, seed) = image_seeds().swap_remove(which);
         let file = temp(&format!("class_a/img.{ext}"));
         let root = file.parent().unwrap().parent().unwrap().to_path_buf();
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
         std::fs::write(&file, apply(&seed, &e)).unwrap();
         let channels = if gray { 1 } else { 3 };
-        match image_folder::load(&root, channels, [32, 32], OnBadImage::Error) {
-            Ok(set) => prop_assert_eq!(set.len(), 1),
-            Err(err) => {
-                let msg = format!("{err:#}");
-                prop_assert!(msg.contains("img."), "the error names the file: {}", msg);
+        let shape = [channels, 32, 32];
+        let set = image_folder::load(&root, shape).unwrap();
+        prop_assert_eq!(set.len(), 1);
+        let mut decoders = vec![Decoder::Image];
+        if Decoder::TURBOJPEG_BUILT {
+            decoders.push(Decoder::Turbojpeg);
+        }
+        for decoder in decoders {
+            let mut t = Transform::evaluation(&fuzz_data(channels));
+            t.decoder = decoder;
+            let mut train = t.clone();
+            train.augment.rrc_scale = Some([0.08, 1.0]);
+            train.augment.hflip = true;
+            let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+            for made in [t.eval(set.source(0), shape), train.train(set.source(0), shape, &mut rng)] {
+                match made {
+                    Ok(px) => prop_assert_eq!(px.len(), channels * 32 * 32),
+                    Err(err) => {
+                        let msg = format!("{err:#}");
+                        prop_assert!(msg.contains("img."), "the error names the file: {}", msg);
+                    }
+                }
             }
         }
         std::fs::remove_dir_all(&root).unwrap();

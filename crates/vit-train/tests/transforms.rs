@@ -2,7 +2,10 @@
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use vit_train::config::AugmentSection;
+use vit_model::{Interpolation, Preprocessing};
+use vit_train::config::{AugmentSection, Decoder, OnBadImage};
+use vit_train::data::Source;
+use vit_train::data::pixmap::Pixmap;
 use vit_train::data::transforms::*;
 
 fn ramp() -> Image {
@@ -38,23 +41,40 @@ fn random_crop_shifts_content_with_zero_fill() {
 
 #[test]
 fn random_resized_crop_keeps_size_and_range() {
-    let img = ramp();
+    // An RGB ramp of 40x30, cut and resized to 7x9 (h x w).
+    let px: Vec<u8> = (0..40 * 30 * 3).map(|i| (i % 200) as u8 + 20).collect();
+    let img = Pixmap {
+        px,
+        width: 40,
+        height: 30,
+        channels: 3,
+    };
     let mut rng = StdRng::seed_from_u64(2);
-    let out = random_resized_crop(&img, [0.3, 1.0], [0.75, 1.33], &mut rng);
-    assert_eq!((out.c, out.h, out.w), (2, 4, 5));
-    let max = img.px.iter().cloned().fold(0.0, f32::max);
-    assert!(out.px.iter().all(|&v| (0.0..=max + 1e-6).contains(&v)));
+    for filter in [Interpolation::Bilinear, Interpolation::Bicubic] {
+        let out = random_resized_crop(&img, [7, 9], [0.3, 1.0], [0.75, 1.33], filter, &mut rng);
+        assert_eq!((out.channels, out.height, out.width), (3, 7, 9));
+        // Bicubic overshoots, but not by more than the ramp's range.
+        assert!(out.px.iter().any(|&v| v > 20));
+    }
+}
+
+fn plain(mean: Vec<f32>, std: Vec<f32>, augment: AugmentSection) -> Transform {
+    let p = Preprocessing {
+        mean,
+        std,
+        ..Preprocessing::for_preset("vit_base_patch16_224")
+    };
+    Transform {
+        augment,
+        ..Transform::from_preprocessing(&p, Decoder::Auto, OnBadImage::Error)
+    }
 }
 
 #[test]
 fn eval_transform_normalises_per_channel() {
-    let t = Transform {
-        augment: AugmentSection::default(),
-        mean: vec![0.5, 0.25],
-        std: vec![0.5, 0.25],
-    };
+    let t = plain(vec![0.5, 0.25], vec![0.5, 0.25], AugmentSection::default());
     let px = [255u8, 0, 128, 0];
-    let out = t.eval(&px, [2, 1, 2]);
+    let out = t.eval(Source::Fixed(&px), [2, 1, 2]).unwrap();
     let want = [1.0, -1.0, (128.0 / 255.0 - 0.25) / 0.25, -1.0];
     for (a, b) in out.iter().zip(want) {
         assert!((a - b).abs() < 1e-6, "{out:?}");
@@ -63,20 +83,20 @@ fn eval_transform_normalises_per_channel() {
 
 #[test]
 fn train_transform_is_seeded() {
-    let t = Transform {
-        augment: AugmentSection {
+    let t = plain(
+        vec![0.0, 0.0],
+        vec![1.0, 1.0],
+        AugmentSection {
             crop_padding: 1,
             hflip: true,
             rand_ops: 2,
             erase_prob: 0.5,
             ..Default::default()
         },
-        mean: vec![0.0, 0.0],
-        std: vec![1.0, 1.0],
-    };
+    );
     let px: Vec<u8> = (0..40).map(|i| (i * 5) as u8).collect();
-    let a = t.train(&px, [2, 4, 5], &mut StdRng::seed_from_u64(3));
-    let b = t.train(&px, [2, 4, 5], &mut StdRng::seed_from_u64(3));
+    let a = t.train(Source::Fixed(&px), [2, 4, 5], &mut StdRng::seed_from_u64(3)).unwrap();
+    let b = t.train(Source::Fixed(&px), [2, 4, 5], &mut StdRng::seed_from_u64(3)).unwrap();
     assert_eq!(a, b);
     assert!(a.iter().all(|v| v.is_finite()));
 }

@@ -11,8 +11,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use vit_model::{ResampleMode, WeightFormat};
+use vit_model::{CropMode, Interpolation, Preprocessing, ResampleMode, WeightFormat};
 
+pub use crate::data::decode::Decoder;
+pub use crate::data::image_folder::Cache;
 pub use model::ModelSection;
 
 /// A whole recipe.
@@ -139,9 +141,71 @@ pub struct DataSection {
     /// Undecodable image files in an image folder.
     #[serde(default)]
     pub on_bad_image: OnBadImage,
+    /// Image folders, evaluation transform (timm's `crop_pct`): the image is resized so that
+    /// the centre crop of the input size keeps this fraction of it. Left out: the `[model]`
+    /// preset's timm config (0.9 for the 224-px models, 1.0 at 384 and 518 px), else timm's
+    /// default 0.875.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crop_pct: Option<f64>,
+    /// Image folders, evaluation transform (timm's `crop_mode`): `center` (short side, then
+    /// the centre crop), `squash` (both sides), `border` (long side, padded with the mean).
+    /// Left out: the preset's timm config, else `center`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crop_mode: Option<CropMode>,
+    /// Image folders, evaluation transform: the resize's filter (Pillow's antialiased
+    /// `bilinear`, `bicubic`, `box`, `hamming`, `lanczos`). Left out: the preset's timm config
+    /// (`bicubic`), else `bicubic`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interpolation: Option<Interpolation>,
+    /// Image folders: the JPEG decoder, `auto` (libjpeg-turbo where built in, else the
+    /// `image` crate), `image` or `turbojpeg`.
+    #[serde(default)]
+    pub decoder: Decoder,
+    /// Image folders: hold the training images decoded in memory, `auto` (when they fit in
+    /// `cache_mb`), `on` or `off` (read and decode every image each time it is used).
+    #[serde(default)]
+    pub cache: Cache,
+    /// Cached images larger than this (longest side, px) are reduced to it first (Pillow's
+    /// bicubic); FFCV holds ImageNet at 500.
+    #[serde(default = "default_cache_max_side")]
+    pub cache_max_side: usize,
+    /// Memory budget of the cache, MiB.
+    #[serde(default = "default_cache_mb")]
+    pub cache_mb: usize,
     /// Training augmentation.
     #[serde(default)]
     pub augment: AugmentSection,
+}
+
+fn default_cache_max_side() -> usize {
+    512
+}
+fn default_cache_mb() -> usize {
+    4096
+}
+
+impl DataSection {
+    /// The evaluation preprocessing of image folders: the recipe's keys, else the preset's
+    /// timm config (`preset`), else timm's defaults (crop_pct 0.875, center, bicubic).
+    pub fn preprocessing(&self, preset: Option<&str>) -> Preprocessing {
+        let base = preset.map(Preprocessing::for_preset);
+        Preprocessing {
+            mean: self.mean.clone(),
+            std: self.std.clone(),
+            crop_pct: self
+                .crop_pct
+                .or(base.as_ref().map(|b| b.crop_pct))
+                .unwrap_or(vit_model::preprocessing::DEFAULT_CROP_PCT),
+            crop_mode: self
+                .crop_mode
+                .or(base.as_ref().map(|b| b.crop_mode))
+                .unwrap_or_default(),
+            interpolation: self
+                .interpolation
+                .or(base.as_ref().map(|b| b.interpolation))
+                .unwrap_or_default(),
+        }
+    }
 }
 
 fn default_train_split() -> String {
@@ -165,6 +229,11 @@ pub struct AugmentSection {
     pub rrc_scale: Option<[f64; 2]>,
     /// Random-resized crop: aspect-ratio range. Default `[3/4, 4/3]`.
     pub rrc_ratio: Option<[f64; 2]>,
+    /// Random-resized crop: the resize's filter, `bilinear` (default: torchvision's, and the
+    /// JAX code's inception crop), `bicubic`, or `random` (one of the two per image, timm's
+    /// `--train-interpolation random`).
+    #[serde(default)]
+    pub rrc_interpolation: RrcInterpolation,
     /// Flip left-right with probability 0.5.
     #[serde(default)]
     pub hflip: bool,
@@ -187,6 +256,17 @@ pub struct AugmentSection {
 
 fn default_magnitude() -> f64 {
     9.0
+}
+
+/// The random-resized crop's filter (Pillow's antialiased ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RrcInterpolation {
+    #[default]
+    Bilinear,
+    Bicubic,
+    /// Bilinear or bicubic, drawn per image (timm's `random`).
+    Random,
 }
 
 /// Optimisers.
@@ -337,8 +417,9 @@ impl Config {
                 }
             }
         }
-        let config = Self::from_table(value)
+        let mut config = Self::from_table(value)
             .with_context(|| format!("invalid config {}", path.display()))?;
+        config.resolve_defaults();
         config
             .check()
             .with_context(|| format!("invalid config {}", path.display()))?;
@@ -359,6 +440,19 @@ impl Config {
                 anyhow::anyhow!("key `{path}`: {inner}")
             }
         })
+    }
+
+    /// Records in the recipe the evaluation preprocessing it leaves to the preset's timm
+    /// config (`data.crop_pct`, `crop_mode`, `interpolation`), so that the saved recipe says
+    /// what the run used.
+    pub fn resolve_defaults(&mut self) {
+        if self.data.format != DataFormat::ImageFolder {
+            return;
+        }
+        let p = self.data.preprocessing(self.model.preset.as_deref());
+        self.data.crop_pct = Some(p.crop_pct);
+        self.data.crop_mode = Some(p.crop_mode);
+        self.data.interpolation = Some(p.interpolation);
     }
 
     /// Every value within its allowed range ([`rules::check`]).

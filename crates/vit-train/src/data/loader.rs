@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -20,12 +20,16 @@ use rand::seq::SliceRandom;
 
 use super::ImageSet;
 use super::transforms::{Transform, mix_batch, soft_targets};
+use crate::config::OnBadImage;
 
 /// One batch: normalised images `[B, C, H, W]` flattened, labels, and soft targets `[B, K]`.
 pub struct Batch {
     pub images: Vec<f32>,
     pub labels: Vec<u32>,
     pub targets: Vec<f32>,
+    /// Images of the plan left out as unreadable (`data.on_bad_image = "skip"`): why, naming
+    /// the file.
+    pub skipped: Vec<String>,
 }
 
 impl Batch {
@@ -79,7 +83,9 @@ pub fn plan(n: usize, batch_size: usize, mode: Mode, drop_last: bool) -> Vec<Vec
         .collect()
 }
 
-/// Makes batch number `number` of the plan.
+/// Makes batch number `number` of the plan. An image that cannot be read stops the batch
+/// with an error naming its file, or with `on_bad_image = "skip"` is left out of it and
+/// reported in `skipped`; a batch left with no image at all is an error.
 pub fn make_batch(
     set: &ImageSet,
     indices: &[usize],
@@ -90,47 +96,65 @@ pub fn make_batch(
     let classes = set.classes.len();
     let per = set.shape.iter().product::<usize>();
     let mut images = Vec::with_capacity(indices.len() * per);
-    let labels: Vec<u32> = indices.iter().map(|&i| set.labels[i]).collect();
+    let mut labels = Vec::with_capacity(indices.len());
+    let mut skipped = Vec::new();
+    let mut add = |i: usize, made: Result<Vec<f32>>| -> Result<()> {
+        match made {
+            Ok(px) => {
+                images.extend(px);
+                labels.push(set.labels[i]);
+                Ok(())
+            }
+            Err(e) if transform.on_bad_image == OnBadImage::Skip => {
+                skipped.push(format!("{e:#}"));
+                Ok(())
+            }
+            Err(e) => Err(e.context("set data.on_bad_image = \"skip\" to leave such files out")),
+        }
+    };
     match mode {
         Mode::Eval => {
             for &i in indices {
-                images.extend(transform.eval(&set.image(i)?, set.shape));
+                add(i, transform.eval(set.source(i), set.shape))?;
             }
-            let targets = soft_targets(&labels, classes, 0.0);
-            Ok(Batch {
-                images,
-                labels,
-                targets,
-            })
         }
-        Mode::Train {
-            seed,
-            epoch,
-            smoothing,
-        } => {
+        Mode::Train { seed, epoch, .. } => {
             for &i in indices {
                 let mut rng = StdRng::seed_from_u64(mix_seed(&[seed, epoch as u64, i as u64, 1]));
-                images.extend(transform.train(&set.image(i)?, set.shape, &mut rng));
+                add(i, transform.train(set.source(i), set.shape, &mut rng))?;
             }
-            let mut targets = soft_targets(&labels, classes, smoothing);
-            let a = &transform.augment;
-            let mut rng = StdRng::seed_from_u64(mix_seed(&[seed, epoch as u64, number as u64, 2]));
-            mix_batch(
-                &mut images,
-                &mut targets,
-                set.shape,
-                classes,
-                a.mixup_alpha,
-                a.cutmix_alpha,
-                &mut rng,
-            );
-            Ok(Batch {
-                images,
-                labels,
-                targets,
-            })
         }
     }
+    if labels.is_empty() {
+        bail!(
+            "no image of the batch could be read: {}",
+            skipped.first().map_or("", String::as_str)
+        );
+    }
+    let smoothing = match mode {
+        Mode::Train { smoothing, .. } => smoothing,
+        Mode::Eval => 0.0,
+    };
+    let mut targets = soft_targets(&labels, classes, smoothing);
+    if let Mode::Train { seed, epoch, .. } = mode {
+        let a = &transform.augment;
+        let mut rng = StdRng::seed_from_u64(mix_seed(&[seed, epoch as u64, number as u64, 2]));
+        mix_batch(
+            &mut images,
+            &mut targets,
+            set.shape,
+            classes,
+            a.mixup_alpha,
+            a.cutmix_alpha,
+            &mut rng,
+        );
+    }
+    Ok(Batch {
+        images,
+        labels,
+        targets,
+        skipped,
+    })
 }
 
 /// Makes a batch on a worker thread: an error or a panic becomes an error that names the

@@ -1,15 +1,23 @@
-//! Data sets, held in memory as u8 pixels (CHW), and the batch loader.
+//! Data sets and the batch loader. Fixed-size sets (IDX, CIFAR) are held in memory as u8
+//! pixels (CHW); image folders are files of any size, decoded, cut and resized per use by the
+//! transforms (timm's pipeline), or held decoded when small ([`image_folder::cache`]).
 
 pub mod cifar;
+pub mod crop;
+pub mod decode;
 pub mod idx;
 pub mod image_folder;
 pub mod loader;
+pub mod pixmap;
+pub mod resize;
 pub mod transforms;
+#[cfg(feature = "turbojpeg")]
+pub mod turbo;
 
-use std::borrow::Cow;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -20,10 +28,24 @@ use crate::config::{DataFormat, DataSection};
 /// Where an image set's pixels are.
 #[derive(Debug, Clone)]
 pub enum Pixels {
-    /// All images decoded, `[c, h, w]` u8 each, concatenated.
+    /// All images decoded at the model's size, `[c, h, w]` u8 each, concatenated (IDX, CIFAR).
     Memory(Vec<u8>),
-    /// Image files, decoded (and resized) when a batch needs them: for sets too large to hold.
-    Files(Vec<PathBuf>),
+    /// Image files of any size (an image folder), read and decoded when a batch needs them,
+    /// or taken from `cache`, their decoded originals (one per path).
+    Files {
+        paths: Vec<PathBuf>,
+        cache: Option<Vec<Arc<pixmap::Pixmap>>>,
+    },
+}
+
+/// One image as the transforms receive it.
+pub enum Source<'a> {
+    /// A fixed-size image, CHW u8 of the set's shape.
+    Fixed(&'a [u8]),
+    /// A decoded original of any size, and its file.
+    Decoded(&'a pixmap::Pixmap, &'a Path),
+    /// An image file, to be read and decoded.
+    File(&'a Path),
 }
 
 /// A labelled image set of `[c, h, w]` images.
@@ -57,7 +79,7 @@ impl ImageSet {
         Self::with_pixels(Pixels::Memory(images), labels, shape, classes)
     }
 
-    /// A set of image files, decoded on use.
+    /// A set of image files, decoded on use; `shape` is what the transforms make of them.
     pub fn from_files(
         paths: Vec<PathBuf>,
         labels: Vec<u32>,
@@ -67,7 +89,7 @@ impl ImageSet {
         if paths.len() != labels.len() {
             bail!("{} files but {} labels", paths.len(), labels.len());
         }
-        Self::with_pixels(Pixels::Files(paths), labels, shape, classes)
+        Self::with_pixels(Pixels::Files { paths, cache: None }, labels, shape, classes)
     }
 
     fn with_pixels(
@@ -98,16 +120,33 @@ impl ImageSet {
         self.labels.is_empty()
     }
 
-    /// Pixels of image `i`, CHW. A file that can no longer be decoded (it was checked when
-    /// the set was listed) is an error naming it: a batch is never made of stand-ins.
-    pub fn image(&self, i: usize) -> Result<Cow<'_, [u8]>> {
+    /// Image `i` as the transforms receive it.
+    pub fn source(&self, i: usize) -> Source<'_> {
         let per = self.shape.iter().product::<usize>();
         match &self.pixels {
-            Pixels::Memory(px) => Ok(Cow::Borrowed(&px[i * per..(i + 1) * per])),
-            Pixels::Files(paths) => {
-                let [c, h, w] = self.shape;
-                Ok(Cow::Owned(image_folder::decode(&paths[i], c, [h, w])?))
-            }
+            Pixels::Memory(px) => Source::Fixed(&px[i * per..(i + 1) * per]),
+            Pixels::Files {
+                paths,
+                cache: Some(c),
+            } => Source::Decoded(&c[i], &paths[i]),
+            Pixels::Files { paths, cache: None } => Source::File(&paths[i]),
+        }
+    }
+
+    /// Pixels of image `i` of a fixed-size set, CHW; `None` for image files, whose pixels
+    /// only exist once a transform has made them.
+    pub fn image(&self, i: usize) -> Option<&[u8]> {
+        match self.source(i) {
+            Source::Fixed(px) => Some(px),
+            _ => None,
+        }
+    }
+
+    /// The file of image `i`, for sets of files.
+    pub fn path(&self, i: usize) -> Option<&Path> {
+        match &self.pixels {
+            Pixels::Files { paths, .. } => Some(&paths[i]),
+            Pixels::Memory(_) => None,
         }
     }
 
@@ -122,9 +161,12 @@ impl ImageSet {
                 }
                 Pixels::Memory(images)
             }
-            Pixels::Files(paths) => {
-                Pixels::Files(indices.iter().map(|&i| paths[i].clone()).collect())
-            }
+            Pixels::Files { paths, cache } => Pixels::Files {
+                paths: indices.iter().map(|&i| paths[i].clone()).collect(),
+                cache: cache
+                    .as_ref()
+                    .map(|c| indices.iter().map(|&i| c[i].clone()).collect()),
+            },
         };
         Self {
             pixels,
@@ -140,6 +182,8 @@ pub struct Splits {
     pub train: ImageSet,
     pub val: ImageSet,
     pub test: ImageSet,
+    /// What holding the training images in memory did (image folders).
+    pub cache: Option<image_folder::CacheReport>,
 }
 
 fn class_names(data: &DataSection, model: &VitConfig) -> Result<Vec<String>> {
@@ -175,12 +219,8 @@ fn load_raw(data: &DataSection, model: &VitConfig, split: &str) -> Result<ImageS
             )?
         }
         DataFormat::ImageFolder => {
-            let set = image_folder::load(
-                &data.root.join(split),
-                model.in_channels,
-                model.image_size,
-                data.on_bad_image,
-            )?;
+            let [h, w] = model.image_size;
+            let set = image_folder::load(&data.root.join(split), [model.in_channels, h, w])?;
             if set.classes.len() != model.num_classes {
                 bail!(
                     "{} has {} class folders but model.num_classes is {}",
@@ -199,7 +239,8 @@ fn load_raw(data: &DataSection, model: &VitConfig, split: &str) -> Result<ImageS
 /// pretrained RGB model at another resolution needs.
 pub fn fit(set: ImageSet, data: &DataSection, model: &VitConfig) -> Result<ImageSet> {
     let want = [model.in_channels, model.image_size[0], model.image_size[1]];
-    if set.shape == want {
+    // Image files are made to the model's shape by the transforms.
+    if set.shape == want || matches!(set.pixels, Pixels::Files { .. }) {
         return Ok(set);
     }
     let convertible = set.shape[0] == want[0] || (set.shape[0] == 1 && want[0] == 3);
@@ -292,9 +333,25 @@ pub fn load_splits(data: &DataSection, model: &VitConfig, seed: u64) -> Result<S
             );
         }
     }
+    let (train, cache) = if matches!(train.pixels, Pixels::Files { .. }) {
+        let root = data.root.join(&data.train);
+        let (set, report) = image_folder::cache(
+            train,
+            data.cache,
+            data.cache_max_side,
+            data.cache_mb,
+            data.decoder,
+            data.on_bad_image,
+        )
+        .with_context(|| format!("caching {}", root.display()))?;
+        (set, Some(report))
+    } else {
+        (train, None)
+    };
     Ok(Splits {
         train: fit(train, data, model)?,
         val: fit(val, data, model)?,
         test: fit(test, data, model)?,
+        cache,
     })
 }

@@ -1,12 +1,22 @@
-//! Per-image transforms on CHW f32 pixels in [0, 1], normalisation, and batch mixing.
+//! Per-image transforms, normalisation, and batch mixing.
 //!
-//! Augmentations follow torchvision/timm: zero-padded random crop, random-resized crop,
-//! horizontal flip, a RandAugment-style op set, random erasing, mixup and CutMix.
+//! Augmentations follow torchvision/timm: random-resized crop (on u8 pixels, Pillow's
+//! resampling), zero-padded random crop, horizontal flip, a RandAugment-style op set (on CHW
+//! f32 pixels in [0, 1]), random erasing, mixup and CutMix.
 
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
 use rand::Rng;
 use rand_distr::{Beta, Distribution};
+use vit_model::{CropMode, Interpolation, Preprocessing};
 
-use crate::config::{AugmentSection, DataSection};
+use super::Source;
+use super::crop::{eval_geometry, rrc_box};
+use super::decode::{Decoder, decode, dimensions};
+use super::pixmap::{Pixmap, Rect};
+use super::resize::{resize, resize_region};
+use crate::config::{AugmentSection, DataSection, OnBadImage, RrcInterpolation};
 
 /// An image being transformed: `c` planes of `h` x `w`.
 #[derive(Clone, Debug)]
@@ -96,38 +106,33 @@ pub fn hflip(img: &Image) -> Image {
     Image { px: out, ..*img }
 }
 
-/// torchvision `RandomResizedCrop`: a crop of random area fraction in `scale` and aspect
-/// ratio (log-uniform) in `ratio`, resized back to the image size (bilinear).
+/// torchvision `RandomResizedCrop` of a u8 image: the box of [`rrc_box`] (drawn from
+/// `rng`), cut and resized to `size` (`[h, w]`) with Pillow's antialiased `filter`.
 pub fn random_resized_crop(
-    img: &Image,
+    img: &Pixmap,
+    size: [usize; 2],
     scale: [f64; 2],
     ratio: [f64; 2],
+    filter: Interpolation,
     rng: &mut impl Rng,
-) -> Image {
-    let area = (img.h * img.w) as f64;
-    let (lr0, lr1) = (ratio[0].ln(), ratio[1].ln());
-    let mut crop = None;
-    for _ in 0..10 {
-        let target = area * rng.random_range(scale[0]..=scale[1]);
-        let r = rng.random_range(lr0..=lr1).exp();
-        let cw = (target * r).sqrt().round() as usize;
-        let ch = (target / r).sqrt().round() as usize;
-        if cw > 0 && ch > 0 && cw <= img.w && ch <= img.h {
-            let y = rng.random_range(0..=img.h - ch);
-            let x = rng.random_range(0..=img.w - cw);
-            crop = Some((y, x, ch, cw));
-            break;
-        }
-    }
-    // Fallback as torchvision: the whole image.
-    let (y0, x0, ch, cw) = crop.unwrap_or((0, 0, img.h, img.w));
-    let (sy, sx) = (ch as f32 / img.h as f32, cw as f32 / img.w as f32);
-    img.warp(|y, x| {
-        (
-            (y0 as f32 + (y + 0.5) * sy - 0.5).clamp(0.0, (img.h - 1) as f32),
-            (x0 as f32 + (x + 0.5) * sx - 0.5).clamp(0.0, (img.w - 1) as f32),
-        )
-    })
+) -> Pixmap {
+    let r = rrc_draw(img.width, img.height, scale, ratio, rng);
+    resize_region(img, r, size[1], size[0], filter)
+}
+
+/// The random-resized crop's box for a `w` x `h` image, from `rng` (uniform draws in
+/// `[lo, hi)`, integers uniform in `0..=n`).
+pub fn rrc_draw(w: usize, h: usize, scale: [f64; 2], ratio: [f64; 2], rng: &mut impl Rng) -> Rect {
+    // Drawn through one closure pair so the order of draws is get_params' order.
+    let cell = std::cell::RefCell::new(rng);
+    rrc_box(
+        w,
+        h,
+        scale,
+        ratio,
+        &mut |lo, hi| lo + (hi - lo) * cell.borrow_mut().random::<f64>(),
+        &mut |n| cell.borrow_mut().random_range(0..=n),
+    )
 }
 
 /// One RandAugment op at `magnitude` (0-10), with a random sign where it has one.
@@ -191,11 +196,23 @@ fn rand_op(img: &Image, op: usize, magnitude: f64, rng: &mut impl Rng) -> Image 
 const RAND_OPS: usize = 11;
 
 /// The configured per-image pipeline and normalisation.
+///
+/// Fixed-size images (IDX, CIFAR) are normalised as they are at evaluation. Image files go
+/// through timm's pipeline: at evaluation the resize and centre crop of [`eval_geometry`]
+/// (`transforms_imagenet_eval`); in training the random-resized crop of the decoded original
+/// (`RandomResizedCropAndInterpolation`; without one, the evaluation geometry), then the
+/// other augmentations at the input size. Then `ToTensor` + `Normalize` (and random erasing).
 #[derive(Debug, Clone)]
 pub struct Transform {
     pub augment: AugmentSection,
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
+    /// Image files: the evaluation geometry (crop_pct, crop_mode, interpolation).
+    pub eval: Preprocessing,
+    /// Image files: the JPEG decoder.
+    pub decoder: Decoder,
+    /// Image files that cannot be read: an error, or left out of their batch (counted).
+    pub on_bad_image: OnBadImage,
 }
 
 impl Transform {
@@ -205,14 +222,29 @@ impl Transform {
             augment: data.augment.clone(),
             mean: data.mean.clone(),
             std: data.std.clone(),
+            eval: data.preprocessing(None),
+            decoder: data.decoder,
+            on_bad_image: data.on_bad_image,
         }
     }
 
-    /// The recipe's evaluation pipeline: normalisation only.
+    /// The recipe's evaluation pipeline: no augmentation.
     pub fn evaluation(data: &DataSection) -> Self {
         Self {
             augment: AugmentSection::default(),
             ..Self::training(data)
+        }
+    }
+
+    /// An evaluation pipeline for pretrained weights (`predict`, `eval --weights`).
+    pub fn from_preprocessing(p: &Preprocessing, decoder: Decoder, on_bad: OnBadImage) -> Self {
+        Self {
+            augment: AugmentSection::default(),
+            mean: p.mean.clone(),
+            std: p.std.clone(),
+            eval: p.clone(),
+            decoder,
+            on_bad_image: on_bad,
         }
     }
 
@@ -225,21 +257,203 @@ impl Transform {
         }
     }
 
-    /// Evaluation: normalisation only.
-    pub fn eval(&self, px: &[u8], shape: [usize; 3]) -> Vec<f32> {
-        let mut img = Image::from_u8(px, shape);
-        self.normalize(&mut img);
-        img.px
+    /// Reads and decodes an image file to `channels`, only around `region` where the decoder
+    /// can; errors name the file.
+    pub fn load_file(
+        &self,
+        path: &Path,
+        channels: usize,
+        region: Option<Rect>,
+    ) -> Result<(Pixmap, Rect)> {
+        let data =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        decode(&data, channels, region, self.decoder)
+            .with_context(|| format!("cannot decode image {}", path.display()))
     }
 
-    /// Training: the configured augmentations, then normalisation and random erasing.
-    pub fn train(&self, px: &[u8], shape: [usize; 3], rng: &mut impl Rng) -> Vec<f32> {
-        let a = &self.augment;
-        let mut img = Image::from_u8(px, shape);
-        if let Some(scale) = a.rrc_scale {
-            let ratio = a.rrc_ratio.unwrap_or([3.0 / 4.0, 4.0 / 3.0]);
-            img = random_resized_crop(&img, scale, ratio, rng);
+    /// timm's evaluation geometry of an image: resized (Pillow's antialiased filter) and
+    /// centre-cropped to `size` (`[h, w]`); `border` pads with the mean colour.
+    pub fn eval_pixmap(&self, img: &Pixmap, size: [usize; 2]) -> Pixmap {
+        let p = &self.eval;
+        let g = eval_geometry(img.width, img.height, size, p.crop_pct, p.crop_mode);
+        let [rh, rw] = g.resize;
+        let resized = resize(img, rw, rh, p.interpolation);
+        let [th, tw] = size;
+        if g.top >= 0 && g.left >= 0 && g.top as usize + th <= rh && g.left as usize + tw <= rw {
+            return resized.crop(Rect {
+                x: g.left as usize,
+                y: g.top as usize,
+                w: tw,
+                h: th,
+            });
         }
+        // Padded: torchvision pads with 0, timm's border mode with round(255 * mean).
+        let c = img.channels;
+        let fill: Vec<u8> = (0..c)
+            .map(|ch| {
+                if p.crop_mode == CropMode::Border {
+                    (255.0 * self.mean[ch]).round_ties_even().clamp(0.0, 255.0) as u8
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let mut out = Pixmap::zeros(tw, th, c);
+        for (i, px) in out.px.chunks_exact_mut(c).enumerate() {
+            let (y, x) = ((i / tw) as i64 + g.top, (i % tw) as i64 + g.left);
+            if y >= 0 && x >= 0 && (y as usize) < rh && (x as usize) < rw {
+                let s = (y as usize * rw + x as usize) * c;
+                px.copy_from_slice(&resized.px[s..s + c]);
+            } else {
+                px.copy_from_slice(&fill);
+            }
+        }
+        out
+    }
+
+    /// Evaluation: fixed-size images normalised as they are; image files through timm's
+    /// evaluation geometry, then normalised.
+    pub fn eval(&self, src: Source<'_>, shape: [usize; 3]) -> Result<Vec<f32>> {
+        let [c, h, w] = shape;
+        let img = match src {
+            Source::Fixed(px) => {
+                let mut img = Image::from_u8(px, shape);
+                self.normalize(&mut img);
+                return Ok(img.px);
+            }
+            Source::Decoded(img, _) => self.eval_pixmap(img, [h, w]),
+            Source::File(path) => self.eval_pixmap(&self.load_file(path, c, None)?.0, [h, w]),
+        };
+        Ok(img.to_normalized_chw(&self.mean, &self.std))
+    }
+
+    /// The u8 stage of training for image files: the random-resized crop of the original
+    /// (decoded only around the crop where the decoder can) or the evaluation geometry.
+    fn train_geometry(
+        &self,
+        src: Source<'_>,
+        shape: [usize; 3],
+        rng: &mut impl Rng,
+    ) -> Result<Pixmap> {
+        let [c, h, w] = shape;
+        let a = &self.augment;
+        let Some(scale) = a.rrc_scale else {
+            return Ok(match src {
+                Source::Decoded(img, _) => self.eval_pixmap(img, [h, w]),
+                Source::File(path) => self.eval_pixmap(&self.load_file(path, c, None)?.0, [h, w]),
+                Source::Fixed(px) => Pixmap::from_chw(px, shape),
+            });
+        };
+        let ratio = a.rrc_ratio.unwrap_or([3.0 / 4.0, 4.0 / 3.0]);
+        let (iw, ih) = match src {
+            Source::Decoded(img, _) => (img.width, img.height),
+            Source::File(path) => {
+                let data = std::fs::read(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                let dims = dimensions(&data)
+                    .with_context(|| format!("cannot decode image {}", path.display()))?;
+                return self.rrc_file(path, &data, dims, shape, scale, ratio, rng);
+            }
+            Source::Fixed(_) => (w, h),
+        };
+        let r = rrc_draw(iw, ih, scale, ratio, rng);
+        let filter = self.rrc_filter(rng);
+        Ok(match src {
+            Source::Decoded(img, _) => resize_region(img, r, w, h, filter),
+            Source::Fixed(px) => resize_region(&Pixmap::from_chw(px, shape), r, w, h, filter),
+            Source::File(_) => unreachable!("handled above"),
+        })
+    }
+
+    /// The random-resized crop of a file: the box from the header's size, then a decode of
+    /// the part around it.
+    #[allow(clippy::too_many_arguments)]
+    fn rrc_file(
+        &self,
+        path: &Path,
+        data: &[u8],
+        (iw, ih): (usize, usize),
+        shape: [usize; 3],
+        scale: [f64; 2],
+        ratio: [f64; 2],
+        rng: &mut impl Rng,
+    ) -> Result<Pixmap> {
+        let [c, h, w] = shape;
+        let r = rrc_draw(iw, ih, scale, ratio, rng);
+        let filter = self.rrc_filter(rng);
+        let (img, at) = decode(data, c, Some(r), self.decoder)
+            .with_context(|| format!("cannot decode image {}", path.display()))?;
+        if img.width < r.x + r.w - at.x || img.height < r.y + r.h - at.y {
+            bail!(
+                "cannot decode image {}: its header says {iw}x{ih} but it decodes to {}x{}",
+                path.display(),
+                img.width,
+                img.height
+            );
+        }
+        let local = Rect {
+            x: r.x - at.x,
+            y: r.y - at.y,
+            ..r
+        };
+        Ok(resize_region(&img, local, w, h, filter))
+    }
+
+    fn rrc_filter(&self, rng: &mut impl Rng) -> Interpolation {
+        match self.augment.rrc_interpolation {
+            RrcInterpolation::Bilinear => Interpolation::Bilinear,
+            RrcInterpolation::Bicubic => Interpolation::Bicubic,
+            RrcInterpolation::Random => {
+                if rng.random_bool(0.5) {
+                    Interpolation::Bilinear
+                } else {
+                    Interpolation::Bicubic
+                }
+            }
+        }
+    }
+
+    /// Training: the geometry (random-resized crop), then the configured augmentations,
+    /// normalisation and random erasing.
+    pub fn train(
+        &self,
+        src: Source<'_>,
+        shape: [usize; 3],
+        rng: &mut impl Rng,
+    ) -> Result<Vec<f32>> {
+        let a = &self.augment;
+        let fixed_as_is = matches!(src, Source::Fixed(_)) && a.rrc_scale.is_none();
+        let mut img = if fixed_as_is {
+            let Source::Fixed(px) = src else {
+                unreachable!()
+            };
+            Image::from_u8(px, shape)
+        } else {
+            let mut px = self.train_geometry(src, shape, rng)?;
+            if a.crop_padding == 0 && a.rand_ops == 0 {
+                // Flip in u8 and normalise through a table: the same values and draws as
+                // the f32 path below, without it.
+                if a.hflip && rng.random_bool(0.5) {
+                    px.hflip();
+                }
+                let mut img = Image {
+                    px: px.to_normalized_chw(&self.mean, &self.std),
+                    c: shape[0],
+                    h: shape[1],
+                    w: shape[2],
+                };
+                if a.erase_prob > 0.0 && rng.random_bool(a.erase_prob) {
+                    random_erase(&mut img, rng);
+                }
+                return Ok(img.px);
+            }
+            Image {
+                px: px.to_unit_chw(),
+                c: shape[0],
+                h: shape[1],
+                w: shape[2],
+            }
+        };
         if a.crop_padding > 0 {
             img = random_crop(&img, a.crop_padding, rng);
         }
@@ -254,7 +468,7 @@ impl Transform {
         if a.erase_prob > 0.0 && rng.random_bool(a.erase_prob) {
             random_erase(&mut img, rng);
         }
-        img.px
+        Ok(img.px)
     }
 }
 

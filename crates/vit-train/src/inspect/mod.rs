@@ -51,7 +51,8 @@ pub fn inspect(args: &InspectArgs) -> Result<(Vec<ImageReport>, ModelReport)> {
     if !(0.0..1.0).contains(&args.discard_ratio) {
         bail!("--discard-ratio {}: must be in [0, 1)", args.discard_ratio);
     }
-    let (model, _, prepare) = predict::load(&args.source)?;
+    let loaded = predict::load(&args.source)?;
+    let model = &loaded.model;
     let c = model.config.clone();
     let (s, prefix, h, grid) = (
         c.seq_len(),
@@ -102,7 +103,7 @@ pub fn inspect(args: &InspectArgs) -> Result<(Vec<ImageReport>, ModelReport)> {
     let mut reports = Vec::new();
     let mut mean_distance = vec![vec![0.0; h]; c.depth];
     for (path, stem) in args.images.iter().zip(&stems) {
-        let x = prepare(path).with_context(|| format!("{}", path.display()))?;
+        let x = loaded.prepare(path)?;
         let layers: Vec<Vec<f32>> = model
             .attention_maps(x.clone())?
             .into_iter()
