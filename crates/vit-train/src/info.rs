@@ -87,6 +87,9 @@ pub fn describe(config: &Config) -> Result<String> {
         d.std,
         tv(&d.augment)
     );
+    if d.format == crate::config::DataFormat::ImageFolder {
+        s += &image_folder_counts(config);
+    }
     s += &format!(
         "train: optimizer {}, lr {} (min_lr {}), schedule {}, warmup_steps {}, weight_decay {}, \
          batch_size {} (accum_steps {} x {} images)\n  epochs {}{}, clip_grad_norm {}, \
@@ -139,6 +142,66 @@ pub fn describe(config: &Config) -> Result<String> {
     }
     s += &format!("output: dir {}\n", tv(&config.output.dir));
     Ok(s)
+}
+
+/// What the image folder's splits hold (listing only: nothing is decoded), and what an
+/// epoch of the training split is in steps.
+fn image_folder_counts(config: &Config) -> String {
+    let d = &config.data;
+    let t = &config.train;
+    let p = d.preprocessing(config.model.preset.as_deref());
+    let mut s = format!(
+        "  evaluation transform: crop_pct {}, crop_mode {}, interpolation {}; decoder {}; cache {} \
+         (at most {} px a side, {} MiB)\n",
+        tv(&p.crop_pct),
+        tv(&p.crop_mode),
+        tv(&p.interpolation),
+        d.decoder
+            .resolve()
+            .map_or_else(|e| format!("unavailable ({e})"), |r| tv(&r)),
+        tv(&d.cache),
+        d.cache_max_side,
+        d.cache_mb
+    );
+    let mut splits = vec![("train", &d.train), ("test", &d.test)];
+    if let Some(v) = &d.val {
+        splits.insert(1, ("val", v));
+    }
+    for (what, split) in splits {
+        let dir = d.root.join(split);
+        match crate::data::image_folder::list(&dir) {
+            Ok(l) => {
+                s += &format!(
+                    "  {what}: {} images in {} classes ({}){}\n",
+                    group(l.items.len()),
+                    l.classes.len(),
+                    dir.display(),
+                    if l.ignored > 0 {
+                        format!(", {} other files left out", l.ignored)
+                    } else {
+                        String::new()
+                    }
+                );
+                if what == "train" {
+                    let n = (l.items.len() as f64 * (1.0 - d.val_fraction)).round() as usize;
+                    let n = d.train_limit.map_or(n, |m| m.min(n));
+                    let per_epoch = n / t.batch_size.max(1);
+                    let total = per_epoch * t.epochs;
+                    let total = t.max_steps.map_or(total, |m| m.min(total));
+                    s += &format!(
+                        "  an epoch: {} steps of {} images ({} micro-batches of {}); the run: {} steps\n",
+                        group(per_epoch),
+                        t.batch_size,
+                        t.accum_steps,
+                        t.batch_size / t.accum_steps.max(1),
+                        group(total)
+                    );
+                }
+            }
+            Err(e) => s += &format!("  {what}: not readable here: {e:#}\n"),
+        }
+    }
+    s
 }
 
 /// 86567656 -> "86,567,656".

@@ -96,6 +96,12 @@ fn run_train(args: TrainArgs, finetune: bool) -> Result<()> {
         summary.seconds / 60.0,
         summary.dir.display()
     );
+    if !summary.skipped.is_empty() {
+        println!(
+            "{} unreadable image files skipped (data.on_bad_image = \"skip\"; named above)",
+            summary.skipped.len()
+        );
+    }
     if let Some(test) = summary.test {
         println!(
             "test accuracy: top-1 {:.2}%  top-5 {:.2}%  ({} images, loss {:.4})",

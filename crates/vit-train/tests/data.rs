@@ -127,9 +127,19 @@ fn image_folder_decodes_converts_and_reports_bad_files() {
     let px = t.eval(set.source(3), [3, 8, 8]).unwrap();
     assert_eq!(px.len(), 3 * 64);
     let want = (220.0f32 / 255.0 - 0.5) / 0.5;
-    assert!(px.iter().all(|&v| (v - want).abs() < 1e-6), "{:?}", &px[..4]);
+    assert!(
+        px.iter().all(|&v| (v - want).abs() < 1e-6),
+        "{:?}",
+        &px[..4]
+    );
     let gray = image_folder::load(&dir, [1, 4, 4]).unwrap();
-    assert_eq!(normalize_only(1).eval(gray.source(0), [1, 4, 4]).unwrap().len(), 16);
+    assert_eq!(
+        normalize_only(1)
+            .eval(gray.source(0), [1, 4, 4])
+            .unwrap()
+            .len(),
+        16
+    );
 
     let mut f = std::fs::File::create(dir.join("dog/broken.png")).unwrap();
     f.write_all(b"\x89PNG\r\n\x1a\nnot really").unwrap();
@@ -146,17 +156,35 @@ fn image_folder_decodes_converts_and_reports_bad_files() {
     // Held in memory: the bad file stops the load, naming it, or is left out and listed.
     let err = format!(
         "{:#}",
-        image_folder::cache(set.clone(), Cache::On, 512, 64, Default::default(), OnBadImage::Error)
-            .err()
-            .unwrap()
+        image_folder::cache(
+            set.clone(),
+            Cache::On,
+            512,
+            64,
+            Default::default(),
+            OnBadImage::Error
+        )
+        .err()
+        .unwrap()
     );
     assert!(
         err.contains("broken.png") && err.contains("on_bad_image"),
         "{err}"
     );
-    let (cached, report) =
-        image_folder::cache(set, Cache::Auto, 512, 64, Default::default(), OnBadImage::Skip).unwrap();
-    assert!(report.cached && report.skipped.len() == 1, "{:?}", report.skipped);
+    let (cached, report) = image_folder::cache(
+        set,
+        Cache::Auto,
+        512,
+        64,
+        Default::default(),
+        OnBadImage::Skip,
+    )
+    .unwrap();
+    assert!(
+        report.cached && report.skipped.len() == 1,
+        "{:?}",
+        report.skipped
+    );
     assert!(report.skipped[0].contains("broken.png"));
     assert_eq!(cached.len(), 4);
     assert!(matches!(cached.source(0), Source::Decoded(..)));

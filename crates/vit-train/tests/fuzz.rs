@@ -82,7 +82,8 @@ fn image_seeds() -> Vec<(&'static str, Vec<u8>)> {
     };
     // A real photo at ImageNet's size, 4:2:0 (cargo xtask data imagenet-like).
     let photo = std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/imagenet/val/rocket/rocket_00000.jpg"),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/imagenet/val/rocket/rocket_00000.jpg"),
     )
     .unwrap();
     vec![

@@ -368,3 +368,71 @@ fn eval_weights_matches_timm_evaluation_loop() {
         }
     }
 }
+
+/// The headline recipe on an ImageNet-style folder of real photos, as a user runs it, with
+/// a tiny model laid over ViT-B/16: `info` counts the folder, the run stops with a
+/// checkpoint, and `--resume` continues exactly (the same losses as a straight run).
+#[test]
+fn b16_recipe_runs_on_an_image_folder_and_resumes_exactly() {
+    let b16 = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/b16.toml");
+    let dir = temp_dir("b16-folder");
+    let root = fixtures();
+    let sets = |out: &Path| -> Vec<String> {
+        [
+            format!("data.root={:?}", root.display().to_string()),
+            "data.train=\"val\"".into(),
+            "data.test=\"val\"".into(),
+            "data.workers=2".into(),
+            "model.num_classes=3".into(),
+            "model.embed_dim=32".into(),
+            "model.depth=1".into(),
+            "model.num_heads=2".into(),
+            "model.patch_size=[32, 32]".into(),
+            "train.batch_size=8".into(),
+            "train.accum_steps=2".into(),
+            "train.warmup_steps=2".into(),
+            "train.epochs=3".into(),
+            format!("output.dir={:?}", out.display().to_string()),
+        ]
+        .into_iter()
+        .collect()
+    };
+    let args = |out: &Path, extra: &[&str]| -> Vec<String> {
+        let mut a = vec!["--config".to_string(), b16.to_string()];
+        for s in sets(out) {
+            a.push("--set".into());
+            a.push(s);
+        }
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let run = |a: Vec<String>| {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        vit_train(&a)
+    };
+    // info: the folder's images and the epoch in steps.
+    let mut info = vec!["info".to_string()];
+    info.extend(args(&dir.join("info"), &[]));
+    let (ok, out, err) = run(info);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("train: 17 images in 3 classes") && out.contains("an epoch: 2 steps of 8"),
+        "{out}"
+    );
+    // Straight: 6 steps (3 epochs of 2).
+    let straight = dir.join("straight");
+    let (ok, out, err) = run(args(&straight, &[]));
+    assert!(ok, "{err}");
+    assert!(out.contains("done: 6 steps"), "{out}");
+    // Interrupted after 3 steps, then resumed.
+    let split = dir.join("split");
+    let (ok, _, err) = run(args(&split, &["--stop-after", "3"]));
+    assert!(ok, "{err}");
+    assert!(split.join("checkpoints/last/model.safetensors").exists());
+    let (ok, out, err) = vit_train(&["--resume", split.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("done: 6 steps"), "{out}");
+    assert_eq!(losses(&split), losses(&straight));
+    assert_eq!(losses(&straight).len(), 6);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -95,8 +95,12 @@ fn train_transform_is_seeded() {
         },
     );
     let px: Vec<u8> = (0..40).map(|i| (i * 5) as u8).collect();
-    let a = t.train(Source::Fixed(&px), [2, 4, 5], &mut StdRng::seed_from_u64(3)).unwrap();
-    let b = t.train(Source::Fixed(&px), [2, 4, 5], &mut StdRng::seed_from_u64(3)).unwrap();
+    let a = t
+        .train(Source::Fixed(&px), [2, 4, 5], &mut StdRng::seed_from_u64(3))
+        .unwrap();
+    let b = t
+        .train(Source::Fixed(&px), [2, 4, 5], &mut StdRng::seed_from_u64(3))
+        .unwrap();
     assert_eq!(a, b);
     assert!(a.iter().all(|v| v.is_finite()));
 }

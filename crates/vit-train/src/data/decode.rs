@@ -146,12 +146,71 @@ fn decode_cmyk_jpeg(data: &[u8]) -> Result<Option<DynamicImage>> {
     Ok(Some(DynamicImage::ImageRgb8(img)))
 }
 
-/// The `image` crate's decode, refusing bombs by its `Limits` before it allocates.
-fn decode_image_crate(data: &[u8]) -> Result<DynamicImage> {
-    if is_jpeg(data)
-        && let Some(img) = decode_cmyk_jpeg(data)?
-    {
+/// A JPEG through zune-jpeg (the image crate's decoder) called directly: strict, so that a
+/// truncated file is an error as in Pillow (through the image crate it decodes, grey where
+/// the data ran out); files strict mode refuses for lesser faults (extraneous bytes, ...) are
+/// decoded leniently, as Pillow decodes them.
+fn decode_jpeg_rust(data: &[u8]) -> Result<DynamicImage> {
+    use zune_core::bytestream::ZCursor;
+    use zune_core::colorspace::ColorSpace;
+    use zune_core::options::DecoderOptions;
+    use zune_jpeg::errors::DecodeErrors;
+    if let Some(img) = decode_cmyk_jpeg(data)? {
         return Ok(img);
+    }
+    // zune's own size limit (16,384 px a side) would refuse panoramas Pillow reads; the
+    // pixel count is checked below instead.
+    let unlimited = DecoderOptions::default()
+        .set_max_width(usize::MAX)
+        .set_max_height(usize::MAX);
+    let mut head = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(data), unlimited);
+    head.decode_headers()
+        .map_err(|e| anyhow::anyhow!("not a readable JPEG: {e:?}"))?;
+    let (w, h) = head.dimensions().context("no JPEG dimensions")?;
+    let pixels = (w as u64) * (h as u64);
+    if pixels > MAX_PIXELS {
+        bail!(
+            "{w}x{h} = {pixels} pixels is more than the limit of {MAX_PIXELS} (a decompression \
+             bomb?)"
+        );
+    }
+    let gray = head.input_colorspace() == Some(ColorSpace::Luma);
+    let out = if gray {
+        ColorSpace::Luma
+    } else {
+        ColorSpace::RGB
+    };
+    let options = |strict| {
+        DecoderOptions::default()
+            .jpeg_set_out_colorspace(out)
+            .set_strict_mode(strict)
+            .set_max_width(usize::MAX)
+            .set_max_height(usize::MAX)
+    };
+    let decode = |strict| {
+        zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(data), options(strict)).decode()
+    };
+    let px = match decode(true) {
+        Ok(px) => px,
+        Err(DecodeErrors::ExhaustedData) => {
+            bail!("the JPEG data ends early (a truncated file)")
+        }
+        Err(_) => decode(false).map_err(|e| anyhow::anyhow!("cannot decode the JPEG: {e:?}"))?,
+    };
+    let (w, h) = (w as u32, h as u32);
+    let img = if gray {
+        image::GrayImage::from_raw(w, h, px).map(DynamicImage::ImageLuma8)
+    } else {
+        image::RgbImage::from_raw(w, h, px).map(DynamicImage::ImageRgb8)
+    };
+    img.context("the JPEG decoded to the wrong size")
+}
+
+/// The `image` crate's decode (zune-jpeg for JPEGs, called directly), refusing bombs from
+/// the header, and by its `Limits`, before it allocates.
+fn decode_image_crate(data: &[u8]) -> Result<DynamicImage> {
+    if is_jpeg(data) {
+        return decode_jpeg_rust(data);
     }
     let reader = || {
         ImageReader::new(Cursor::new(data))

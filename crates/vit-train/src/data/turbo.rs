@@ -62,13 +62,19 @@ thread_local! {
     static HANDLE: RefCell<Option<Handle>> = const { RefCell::new(None) };
 }
 
+/// Runs `f` with this thread's decompressor. After an error the handle is replaced: a failed
+/// call can leave libjpeg's state behind (the next header read then parses the old buffer).
 fn with_handle<T>(f: impl FnOnce(&Handle) -> Result<T>) -> Result<T> {
     HANDLE.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
             *slot = Some(Handle::new()?);
         }
-        f(slot.as_ref().expect("just created"))
+        let out = f(slot.as_ref().expect("just created"));
+        if out.is_err() {
+            *slot = None;
+        }
+        out
     })
 }
 
@@ -120,11 +126,11 @@ fn mcu(subsamp: i32) -> (usize, usize) {
 /// Pillow's `cmyk2rgb`. With `region`, only the MCU rows and columns around it are decoded
 /// (one MCU of margin, so that chroma upsampling at the region's edges sees the same
 /// neighbours as a full decode): the result covers the region and says where it lies in the
-/// image. Truncated or corrupt data is an error (libjpeg-turbo's warnings count as errors,
-/// as Pillow's "image file is truncated").
+/// image. Truncated data is an error, as Pillow's "image file is truncated"; libjpeg's other
+/// warnings are not (Pillow decodes such files).
 pub fn decode(data: &[u8], region: Option<Rect>, max_pixels: u64) -> Result<(Pixmap, Rect)> {
     with_handle(|h| {
-        h.set(tj::TJPARAM_TJPARAM_STOPONWARNING, 1)?;
+        h.set(tj::TJPARAM_TJPARAM_STOPONWARNING, 0)?;
         let head = read_header(h, data)?;
         let (w, h_px) = (head.width, head.height);
         if w == 0 || h_px == 0 {
@@ -194,7 +200,14 @@ pub fn decode(data: &[u8], region: Option<Rect>, max_pixels: u64) -> Result<(Pix
             )
         };
         if rc != 0 {
-            bail!("{}", h.error());
+            // libjpeg's warnings (extraneous bytes, a corrupt segment) leave a decoded image,
+            // which Pillow keeps; a premature end is Pillow's "image file is truncated".
+            // SAFETY: the handle is valid.
+            let code = unsafe { tj::tj3GetErrorCode(h.0) };
+            let msg = h.error();
+            if code != tj::TJERR_TJERR_WARNING as i32 || msg.contains("Premature end") {
+                bail!("{msg}");
+            }
         }
         let px = if bpp == 4 {
             super::decode::cmyk_to_rgb(&buf)

@@ -33,6 +33,9 @@ pub struct Summary {
     pub dir: PathBuf,
     /// Training loss of each step run in this process (for tests of resume).
     pub losses: Vec<f64>,
+    /// Image files left out as unreadable (`data.on_bad_image = "skip"`), each once: why,
+    /// naming the file.
+    pub skipped: Vec<String>,
 }
 
 /// Options of a run beyond its recipe.
@@ -157,6 +160,7 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
     let (total, per_epoch) = step_counts(&config, splits.train.len())?;
     let stop = options.stop_after.unwrap_or(total).min(total);
     let transform = Arc::new(Transform::training(&config.data));
+    let splits_cache = splits.cache;
     let train_set = Arc::new(splits.train);
     let val_set = Arc::new(splits.val);
     // A run killed after its last checkpoint logged steps it will now run again: those lines go.
@@ -180,6 +184,27 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
     let mut losses = Vec::new();
     let mut last_val = None;
     let mut window = (Instant::now(), 0usize);
+    // Unreadable files (`on_bad_image = "skip"`), reported once each.
+    let mut skipped = std::collections::BTreeSet::new();
+    if let Some(c) = &splits_cache {
+        for why in &c.skipped {
+            progress.println(&format!("warning: skipped: {why}"));
+            skipped.insert(why.clone());
+        }
+        progress.println(&if c.cached {
+            format!(
+                "training images held decoded in memory: {} MiB (data.cache; at most {} px a side)",
+                c.bytes / (1024 * 1024),
+                config.data.cache_max_side
+            )
+        } else {
+            format!(
+                "training images read and decoded as they are used (data.cache = {}; decoder {:?})",
+                toml::Value::try_from(config.data.cache).map_or("?".into(), |v| v.to_string()),
+                config.data.decoder.resolve()?
+            )
+        });
+    }
 
     'epochs: while state.step < stop {
         let mode = Mode::Train {
@@ -207,6 +232,11 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
                     out.join("checkpoints/last").display()
                 )
             })?;
+            for why in &batch.skipped {
+                if skipped.insert(why.clone()) {
+                    progress.println(&format!("warning: skipped: {why}"));
+                }
+            }
             let lr = schedule::lr_at(state.step, total, &t);
             // Dropout / DropPath draw from the device RNG: seed it per step for exact resume.
             ad.seed(mix_seed(&[t.seed, state.step as u64, 3]));
@@ -338,6 +368,7 @@ pub fn train(config: Config, options: RunOptions) -> Result<Summary> {
         seconds: started.elapsed().as_secs_f64(),
         dir: out.clone(),
         losses,
+        skipped: skipped.into_iter().collect(),
     };
     if let Err(e) = crate::plot::plot_run(&out, t.ema_decay.is_some()) {
         eprintln!("warning: could not draw the curves: {e:#}");
