@@ -11,9 +11,11 @@ use serde_json::Value;
 
 use crate::python;
 
-pub const CASES: [&str; 8] = [
+pub const CASES: [&str; 10] = [
     "gemm",
     "fmnist-train",
+    "imagefolder-train",
+    "imagefolder-load",
     "cifar-train",
     "cifar-infer",
     "ti16-train",
@@ -86,25 +88,7 @@ pub fn bench(
     } else {
         None
     };
-    python::check(
-        Command::new(env!("CARGO"))
-            .current_dir(root)
-            .args([
-                "build",
-                "--release",
-                "--quiet",
-                "-p",
-                "vit-train",
-                "--example",
-                "bench",
-            ])
-            .args(if features.is_empty() {
-                vec![]
-            } else {
-                vec!["--features".to_string(), features.join(",")]
-            }),
-    )
-    .context("building the bench example failed")?;
+    crate::bench_loader::build_bench(root, &features)?;
     let ours = root.join("target/release/examples/bench");
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let steps_s = steps.to_string();
@@ -136,10 +120,16 @@ pub fn bench(
             }
         }
         eprintln!("bench {case}: torch ...");
+        // The image-folder cases: torchvision's ImageFolder + DataLoader (bench_loader.py).
+        let script = if case.starts_with("imagefolder-") {
+            "xtask/python/bench_loader.py"
+        } else {
+            "xtask/python/bench_torch.py"
+        };
         let b = json_line(
             Command::new(&python)
                 .current_dir(root)
-                .arg(root.join("xtask/python/bench_torch.py"))
+                .arg(root.join(script))
                 .args([case, "--steps", &steps_s, "--threads", &threads.to_string()])
                 .output()?,
             &format!("torch {case}"),

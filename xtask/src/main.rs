@@ -1,6 +1,7 @@
 //! `cargo xtask ...`: set-up, reference fixtures and benchmarks for vit.
 
 mod bench;
+mod bench_loader;
 mod data;
 mod gemm_shapes;
 mod gpu;
@@ -43,7 +44,9 @@ enum Task {
         steps: usize,
         /// Cases to run (default all): gemm, fmnist-train (the main job's step, data loading
         /// and augmentation included; needs `cargo xtask data fashion-mnist`), cifar-train,
-        /// cifar-infer, ti16-train, ti16-infer, b16-infer, r26s32-infer.
+        /// cifar-infer, ti16-train, ti16-infer, b16-infer, r26s32-infer, imagefolder-train and
+        /// imagefolder-load (training on an image folder of real photos against torchvision's
+        /// ImageFolder + DataLoader; needs `cargo xtask data imagenet-like`).
         #[arg(long, value_delimiter = ',')]
         cases: Vec<String>,
         /// Our backends to measure (default cpu, i.e. Flex); others (ndarray, ...) are
@@ -55,6 +58,18 @@ enum Task {
         /// xtask mkl`).
         #[arg(long, value_delimiter = ',')]
         cpu_gemm: Vec<String>,
+    },
+    /// The ImageNet path's loader against torchvision's on `cargo xtask data imagenet-like`'s
+    /// folder, same run: training (a tiny model) and the loader alone per decoder, one
+    /// worker's img/s at 224 / 384 / 518 px, every decode and resize candidate; the tables go
+    /// into BENCHMARKS.md.
+    BenchLoader {
+        /// Batches timed per case (after 3 warm-up batches); the mean is reported.
+        #[arg(long, default_value_t = 30)]
+        steps: usize,
+        /// Times the two-sided cases are repeated (interleaved).
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
     },
     /// Install Intel MKL's runtime (PyPI `mkl`) into xtask/.venv, where `cargo run` and `cargo
     /// test` find it (`.cargo/config.toml` sets VIT_MKL_DIR): on Intel CPUs the CPU kernels
@@ -191,6 +206,7 @@ fn main() -> Result<()> {
             backends,
             cpu_gemm,
         } => bench::bench(&root(), steps, &cases, &backends, &cpu_gemm),
+        Task::BenchLoader { steps, rounds } => bench_loader::bench_loader(&root(), steps, rounds),
         Task::GemmShapes { repeats } => gemm_shapes::gemm_shapes(&root(), repeats),
         Task::Mkl => python::mkl(&root()).map(|dir| println!("MKL installed in {}", dir.display())),
         Task::GpuCheck {

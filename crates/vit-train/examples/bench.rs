@@ -1,13 +1,16 @@
 //! One benchmark case of `cargo xtask bench`, on our side: prints one JSON line with the
 //! median step time, images/s and the process's peak resident memory.
 //!
-//! `bench CASE [--steps N] [--warmup N] [--device cpu] [--dtype f32|bf16|f16]`, CASE one of
+//! `bench CASE [--steps N] [--warmup N] [--device cpu] [--dtype f32|bf16|f16]`
+//! `[--decoder auto|image|turbojpeg] [--cache off|on] [--workers N]`, CASE one of
 //! `cifar-train`, `cifar-infer`, `ti16-train`, `ti16-infer`, `b16-infer`, `r26s32-infer` (the
 //! hybrid R26+ViT-S/32), `gemm`, and for GPUs (`cargo xtask gpu-check`) `b16-train-b64`,
 //! `b16-infer-b64` (ViT-B/16 at batch 64), and `fmnist-train`: the main job's training step
 //! as `vit-train` runs it (configs/fashion-mnist.toml's model, batch, AdamW, clipping and
 //! augmentation, batches made by its loader from datasets/fashion-mnist, run from the
-//! repository root; the time of a step includes waiting for its batch). `--dtype` sets the device's float type for every
+//! repository root; the time of a step includes waiting for its batch), and
+//! `imagefolder-train` / `imagefolder-load`: training on `cargo xtask data imagenet-like`'s
+//! folder (RandomResizedCrop 224 + flip, batch 64, 2 workers, a tiny ViT), or its loader alone. `--dtype` sets the device's float type for every
 //! tensor (Burn has no mixed precision). Each case runs in its own
 //! process so that its peak memory is its own. Training steps are forward, backward and an
 //! AdamW step (PyTorch's defaults) on random data; inference is a forward pass without
@@ -44,7 +47,8 @@ fn case(name: &str) -> Result<Option<(VitConfig, usize, bool)>> {
         "b16-train-b64" => (b16.clone(), 64, true),
         "b16-infer-b64" => (b16, 64, false),
         "r26s32-infer" => (r26s32, 8, false),
-        "gemm" | "fmnist-train" => return Ok(None),
+        "gemm" | "fmnist-train" | "imagefolder-train" | "imagefolder-load" => return Ok(None),
+        n if n.starts_with("sample-") => return Ok(None),
         other => bail!(
             "unknown case `{other}`; expected cifar-train, cifar-infer, ti16-train, ti16-infer, \
              b16-infer, r26s32-infer, b16-train-b64, b16-infer-b64, fmnist-train or gemm"
@@ -130,6 +134,342 @@ fn fmnist_train(warmup: usize, steps: usize, device: &Device) -> Result<(f64, us
     Ok((s, t.batch_size, 3.0 * per_image * t.batch_size as f64))
 }
 
+/// The image-folder cases' recipe: `cargo xtask data imagenet-like`'s training folder,
+/// RandomResizedCrop 224 (bilinear) + flip, batch 64, 2 workers, a ViT too small to matter
+/// (patch 32, D 32, one block); images read and decoded every step unless `cache` is "on".
+fn imagefolder_config(
+    decoder: &str,
+    cache: &str,
+    workers: usize,
+) -> Result<vit_train::config::Config> {
+    let text = format!(
+        r#"
+[model]
+image_size = [224, 224]
+patch_size = [32, 32]
+num_classes = 10
+embed_dim = 32
+depth = 1
+num_heads = 2
+[data]
+format = "image-folder"
+root = "datasets/imagenet-like"
+train = "train"
+test = "val"
+mean = [0.5, 0.5, 0.5]
+std = [0.5, 0.5, 0.5]
+workers = {workers}
+decoder = "{decoder}"
+cache = "{cache}"
+on_bad_image = "skip"
+[data.augment]
+rrc_scale = [0.08, 1.0]
+hflip = true
+[train]
+batch_size = 64
+lr = 1e-3
+"#
+    );
+    let path =
+        std::env::temp_dir().join(format!("vit-bench-imagefolder-{}.toml", std::process::id()));
+    std::fs::write(&path, text)?;
+    let config = vit_train::config::Config::load(&path, &[]);
+    let _ = std::fs::remove_file(&path);
+    config
+}
+
+/// Training (or, `train = false`, the loader alone) on the image folder: (mean seconds per
+/// batch, images per batch). The mean, not the median: batches come from two workers in
+/// pairs, so steps alternate between waiting and not.
+fn imagefolder(
+    train: bool,
+    warmup: usize,
+    steps: usize,
+    device: &Device,
+    decoder: &str,
+    cache: &str,
+    workers: usize,
+) -> Result<(f64, usize, f64)> {
+    use std::sync::Arc;
+    use vit_train::data::load_splits;
+    use vit_train::data::loader::{Loader, Mode, plan};
+    use vit_train::data::transforms::Transform;
+    use vit_train::train::{optim, step};
+
+    let config = imagefolder_config(decoder, cache, workers)?;
+    let t = config.train.clone();
+    let vit = config.model.config.clone();
+    let splits = load_splits(&config.data, &vit, t.seed)
+        .context("the image-folder cases need `cargo xtask data imagenet-like`")?;
+    let set = Arc::new(splits.train);
+    let shape = set.shape;
+    let ad = device.clone().autodiff();
+    let mut model = Some(vit.init_seeded(t.seed, &ad)?);
+    let mut optim = optim::build(&t, model.as_ref().expect("model"));
+    let transform = Arc::new(Transform::training(&config.data));
+    let mut batches = std::iter::empty().boxed_loader();
+    let mut epoch = 0;
+    let mut next = || -> Result<vit_train::data::loader::Batch> {
+        loop {
+            if let Some(b) = batches.next() {
+                return b;
+            }
+            let mode = Mode::Train {
+                seed: t.seed,
+                epoch,
+                smoothing: 0.0,
+            };
+            epoch += 1;
+            let p = plan(set.len(), t.batch_size, mode, true);
+            batches =
+                Loader::new(set.clone(), p, 0, mode, transform.clone(), workers).boxed_loader();
+        }
+    };
+    let mut run = || -> Result<()> {
+        let batch = next()?;
+        if train {
+            let (m, _) = step::optimizer_step(
+                model.take().expect("model"),
+                &mut optim,
+                &batch,
+                shape,
+                &t,
+                t.lr,
+                None,
+                &ad,
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            model = Some(m);
+        }
+        Ok(())
+    };
+    for _ in 0..warmup {
+        run()?;
+    }
+    let start = Instant::now();
+    for _ in 0..steps {
+        run()?;
+    }
+    let s = start.elapsed().as_secs_f64() / steps as f64;
+    let gflop = if train {
+        3.0 * vit.flops_per_image() as f64 / 1e9 * t.batch_size as f64
+    } else {
+        0.0
+    };
+    Ok((s, t.batch_size, gflop))
+}
+
+/// One worker's work per image at `size`: read, decode, RandomResizedCrop (bilinear), flip,
+/// normalise, in this thread: (seconds per image, 1, 0).
+fn sample(size: usize, steps: usize, decoder: &str) -> Result<(f64, usize, f64)> {
+    use rand::SeedableRng;
+    use vit_train::data::transforms::Transform;
+    let config = imagefolder_config(decoder, "off", 1)?;
+    let set =
+        vit_train::data::image_folder::load(&config.data.root.join("train"), [3, size, size])?;
+    let t = Transform::training(&config.data);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let n = steps * 16;
+    let pick: Vec<usize> = (0..n + 16)
+        .map(|i| (i * 7919) % set.len())
+        .filter(|&i| {
+            !set.path(i)
+                .is_some_and(|p| p.to_string_lossy().contains("odd_"))
+        })
+        .collect();
+    for &i in &pick[..16] {
+        t.train(set.source(i), [3, size, size], &mut rng)?;
+    }
+    let start = Instant::now();
+    for &i in &pick[16..] {
+        std::hint::black_box(t.train(set.source(i), [3, size, size], &mut rng)?);
+    }
+    Ok((
+        start.elapsed().as_secs_f64() / (pick.len() - 16) as f64,
+        1,
+        0.0,
+    ))
+}
+
+/// The decode and resize candidates on the folder's JPEGs, one thread, ms per image (best of
+/// three passes): printed as one JSON object.
+fn candidates() -> Result<serde_json::Value> {
+    use rand::SeedableRng;
+    use vit_model::Interpolation;
+    use vit_train::config::Decoder;
+    use vit_train::data::decode::decode;
+    use vit_train::data::pixmap::{Pixmap, Rect};
+    use vit_train::data::resize::resize_region;
+    use vit_train::data::transforms::rrc_draw;
+    let config = imagefolder_config("auto", "off", 1)?;
+    let listing = vit_train::data::image_folder::list(&config.data.root.join("train"))?;
+    let files: Vec<_> = listing
+        .items
+        .iter()
+        .map(|(p, _)| p.clone())
+        .filter(|p| !p.to_string_lossy().contains("odd_"))
+        .collect();
+    let step = (files.len() / 200).max(1);
+    let data: Vec<Vec<u8>> = files
+        .iter()
+        .step_by(step)
+        .map(std::fs::read)
+        .collect::<std::io::Result<_>>()?;
+    let n = data.len() as f64;
+    let best = |f: &mut dyn FnMut()| {
+        (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64() / n * 1e3
+            })
+            .fold(f64::MAX, f64::min)
+    };
+    let mut ms = serde_json::Map::new();
+    ms.insert(
+        "decode_image_crate".into(),
+        best(&mut || {
+            for d in &data {
+                std::hint::black_box(image::load_from_memory(d).expect("jpeg").to_rgb8());
+            }
+        })
+        .into(),
+    );
+    ms.insert(
+        "decode_vit_pure_rust".into(),
+        best(&mut || {
+            for d in &data {
+                std::hint::black_box(decode(d, 3, None, Decoder::Image).expect("jpeg"));
+            }
+        })
+        .into(),
+    );
+    let imgs: Vec<Pixmap> = data
+        .iter()
+        .map(|d| decode(d, 3, None, Decoder::Image).map(|p| p.0))
+        .collect::<Result<_>>()?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let boxes: Vec<Rect> = imgs
+        .iter()
+        .map(|im| {
+            rrc_draw(
+                im.width,
+                im.height,
+                [0.08, 1.0],
+                [0.75, 4.0 / 3.0],
+                &mut rng,
+            )
+        })
+        .collect();
+    if Decoder::TURBOJPEG_BUILT {
+        ms.insert(
+            "decode_turbojpeg".into(),
+            best(&mut || {
+                for d in &data {
+                    std::hint::black_box(decode(d, 3, None, Decoder::Turbojpeg).expect("jpeg"));
+                }
+            })
+            .into(),
+        );
+        ms.insert(
+            "decode_turbojpeg_crop_region".into(),
+            best(&mut || {
+                for (d, r) in data.iter().zip(&boxes) {
+                    std::hint::black_box(decode(d, 3, Some(*r), Decoder::Turbojpeg).expect("jpeg"));
+                }
+            })
+            .into(),
+        );
+    }
+    for (name, filter) in [
+        ("bilinear", Interpolation::Bilinear),
+        ("bicubic", Interpolation::Bicubic),
+    ] {
+        ms.insert(
+            format!("resize_{name}_vit_pillow_exact"),
+            best(&mut || {
+                for (im, r) in imgs.iter().zip(&boxes) {
+                    std::hint::black_box(resize_region(im, *r, 224, 224, filter));
+                }
+            })
+            .into(),
+        );
+        // fast_image_resize (SIMD, antialiased; not Pillow's rounding), crop included.
+        let alg = match filter {
+            Interpolation::Bilinear => fast_image_resize::FilterType::Bilinear,
+            _ => fast_image_resize::FilterType::CatmullRom,
+        };
+        ms.insert(
+            format!("resize_{name}_fast_image_resize"),
+            best(&mut || {
+                let mut resizer = fast_image_resize::Resizer::new();
+                for (im, r) in imgs.iter().zip(&boxes) {
+                    let src = fast_image_resize::images::ImageRef::new(
+                        im.width as u32,
+                        im.height as u32,
+                        &im.px,
+                        fast_image_resize::PixelType::U8x3,
+                    )
+                    .expect("image");
+                    let mut dst = fast_image_resize::images::Image::new(
+                        224,
+                        224,
+                        fast_image_resize::PixelType::U8x3,
+                    );
+                    let opts = fast_image_resize::ResizeOptions::new()
+                        .resize_alg(fast_image_resize::ResizeAlg::Convolution(alg))
+                        .crop(r.x as f64, r.y as f64, r.w as f64, r.h as f64);
+                    resizer.resize(&src, &mut dst, &opts).expect("resize");
+                    std::hint::black_box(dst);
+                }
+            })
+            .into(),
+        );
+        let image_filter = match filter {
+            Interpolation::Bilinear => image::imageops::FilterType::Triangle,
+            _ => image::imageops::FilterType::CatmullRom,
+        };
+        ms.insert(
+            format!("resize_{name}_image_imageops"),
+            best(&mut || {
+                for (im, r) in imgs.iter().zip(&boxes) {
+                    let c = im.crop(*r);
+                    let buf = image::RgbImage::from_raw(c.width as u32, c.height as u32, c.px)
+                        .expect("rgb");
+                    std::hint::black_box(image::imageops::resize(&buf, 224, 224, image_filter));
+                }
+            })
+            .into(),
+        );
+    }
+    let crops: Vec<Pixmap> = imgs
+        .iter()
+        .zip(&boxes)
+        .map(|(im, r)| resize_region(im, *r, 224, 224, Interpolation::Bilinear))
+        .collect();
+    ms.insert(
+        "to_tensor_normalize".into(),
+        best(&mut || {
+            for c in &crops {
+                std::hint::black_box(c.to_normalized_chw(&[0.5; 3], &[0.5; 3]));
+            }
+        })
+        .into(),
+    );
+    Ok(serde_json::json!({ "side": "vit", "case": "candidates", "images": data.len(), "ms": ms }))
+}
+
+/// A boxed batch iterator (the loader of the current epoch).
+trait BoxedLoader {
+    fn boxed_loader(self) -> Box<dyn Iterator<Item = Result<vit_train::data::loader::Batch>>>;
+}
+
+impl<I: Iterator<Item = Result<vit_train::data::loader::Batch>> + 'static> BoxedLoader for I {
+    fn boxed_loader(self) -> Box<dyn Iterator<Item = Result<vit_train::data::loader::Batch>>> {
+        Box::new(self)
+    }
+}
+
 fn main() -> Result<()> {
     // The allocator settings of the vit-train binary (mimalloc keeping freed memory).
     vit_train::alloc::configure();
@@ -162,8 +502,28 @@ fn main() -> Result<()> {
             .map_err(|e| anyhow::anyhow!("{device_name} cannot compute in {dtype}: {e:?}"))?;
     }
 
+    let decoder = flag("--decoder").unwrap_or_else(|| "auto".into());
+    let cache = flag("--cache").unwrap_or_else(|| "off".into());
+    let workers: usize = flag("--workers").map_or(Ok(2), |s| s.parse())?;
+    if name == "candidates" {
+        println!("{}", candidates()?);
+        return Ok(());
+    }
     let (seconds, images, gflop) = match case(name)? {
         None if name == "fmnist-train" => fmnist_train(warmup, steps, &device)?,
+        None if name.starts_with("sample-") => {
+            let size = name["sample-".len()..].parse().context("sample-SIZE")?;
+            sample(size, steps, &decoder)?
+        }
+        None if name.starts_with("imagefolder-") => imagefolder(
+            name == "imagefolder-train",
+            warmup,
+            steps,
+            &device,
+            &decoder,
+            &cache,
+            workers,
+        )?,
         None => {
             // A 2048 x 2048 product through vit's Linear (the kernels' GEMM on `cpu`, with the
             // bias added in its epilogue: 4M adds against 17 GFLOP).
@@ -239,6 +599,9 @@ fn main() -> Result<()> {
             "peak_rss_mib": peak_rss_mib(),
             "threads": threads,
             "steps": steps,
+            "decoder": vit_train::config::Decoder::Auto.resolve().ok().map(|_| decoder.clone()),
+            "cache": cache,
+            "workers": workers,
         })
     );
     Ok(())

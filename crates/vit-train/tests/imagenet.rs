@@ -436,3 +436,63 @@ fn b16_recipe_runs_on_an_image_folder_and_resumes_exactly() {
     assert_eq!(losses(&straight).len(), 6);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// One-channel images take the same resampling as each channel of an RGB one (the RGB path
+/// is Pillow's to the bit, above): a grey photo resized as luma equals its RGB copy's red
+/// channel, for every filter, up- and downscaling, both pass orders.
+#[test]
+fn luma_resize_equals_each_rgb_channel() {
+    let (gray, _) = decode(
+        &std::fs::read(fixtures().join("val/cat/odd_gray.jpg")).unwrap(),
+        1,
+        None,
+        Decoder::Image,
+    )
+    .unwrap();
+    let rgb = gray.clone().with_channels(3);
+    for filter in [
+        Interpolation::Bilinear,
+        Interpolation::Bicubic,
+        Interpolation::Lanczos,
+        Interpolation::Box,
+        Interpolation::Hamming,
+    ] {
+        for (r, w, h) in [
+            (
+                Rect {
+                    x: 3,
+                    y: 5,
+                    w: 300,
+                    h: 200,
+                },
+                224,
+                224,
+            ),
+            (
+                Rect {
+                    x: 0,
+                    y: 0,
+                    w: 40,
+                    h: 300,
+                },
+                97,
+                61,
+            ),
+            (
+                Rect {
+                    x: 10,
+                    y: 1,
+                    w: 333,
+                    h: 17,
+                },
+                50,
+                100,
+            ),
+        ] {
+            let a = resize_region(&gray, r, w, h, filter);
+            let b = resize_region(&rgb, r, w, h, filter);
+            let red: Vec<u8> = b.px.chunks_exact(3).map(|p| p[0]).collect();
+            assert_eq!(a.px, red, "{filter:?} {r:?} -> {w}x{h}");
+        }
+    }
+}
