@@ -72,6 +72,11 @@ fn f(v: &Value, k: &str) -> f64 {
     v[k].as_f64().unwrap_or(0.0)
 }
 
+/// Warm-up batches before the timed ones. The first batches' memory is new to the process:
+/// the kernel zeroes it on first touch (in a VM, slowly: `clear_page_erms` was 30% of a
+/// 3-batch warm-up's profile), on both sides; 20 batches reach the steady state.
+const WARMUP: &str = "20";
+
 pub fn bench_loader(root: &Path, steps: usize, rounds: usize) -> Result<()> {
     if !root.join("datasets/imagenet-like/train").exists() {
         bail!("no datasets/imagenet-like: run `cargo xtask data imagenet-like` first");
@@ -94,8 +99,8 @@ pub fn bench_loader(root: &Path, steps: usize, rounds: usize) -> Result<()> {
          `create_transform(224, is_training=True)` (no colour jitter), `torch.set_num_threads({threads})`. \
          Both: RandomResizedCrop 224 (scale 0.08-1, bilinear) + flip + normalise, batch 64, a ViT \
          too small to matter (patch 32, D 32, one block, AdamW), `cargo xtask data imagenet-like`'s \
-         2,000 training JPEGs (short side 300-500 px). Mean over {steps} batches after 3 warm-up \
-         batches.\n\n\
+         2,000 training JPEGs (short side 300-500 px). Mean over {steps} batches after {WARMUP} \
+         warm-up batches.\n\n\
          | round | case | vit decoder | vit img/s | torchvision img/s | vit / torchvision | vit peak RSS | torchvision peak RSS (main process) |\n\
          |---|---|---|---|---|---|---|---|\n",
         cpu_model(),

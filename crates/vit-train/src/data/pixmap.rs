@@ -148,22 +148,38 @@ impl Pixmap {
     /// CHW f32, `ToTensor` then `Normalize`: `(x / 255 - mean) / std` per channel in f32, the
     /// same operations in the same order as torchvision, by a table per channel.
     pub fn to_normalized_chw(&self, mean: &[f32], std: &[f32]) -> Vec<f32> {
-        let (c, n) = (self.channels, self.width * self.height);
+        self.to_normalized_chw_flipped(mean, std, false)
+    }
+
+    /// [`Self::to_normalized_chw`] of the image mirrored left-right when `flip` (the flip read
+    /// off in the same pass).
+    pub fn to_normalized_chw_flipped(&self, mean: &[f32], std: &[f32], flip: bool) -> Vec<f32> {
+        let (c, w, n) = (self.channels, self.width, self.width * self.height);
         let lut: Vec<[f32; 256]> = (0..c)
             .map(|ch| std::array::from_fn(|v| (v as f32 / 255.0 - mean[ch]) / std[ch]))
             .collect();
         let mut out = vec![0f32; c * n];
+        let rows = self.px.chunks_exact(w * c);
         if c == 3 {
             let (r, rest) = out.split_at_mut(n);
             let (g, b) = rest.split_at_mut(n);
-            for (p, px) in self.px.chunks_exact(3).enumerate() {
-                r[p] = lut[0][px[0] as usize];
-                g[p] = lut[1][px[1] as usize];
-                b[p] = lut[2][px[2] as usize];
+            let planes = r
+                .chunks_exact_mut(w)
+                .zip(g.chunks_exact_mut(w))
+                .zip(b.chunks_exact_mut(w));
+            for (((r, g), b), row) in planes.zip(rows) {
+                for (x, px) in row.chunks_exact(3).enumerate() {
+                    let x = if flip { w - 1 - x } else { x };
+                    r[x] = lut[0][px[0] as usize];
+                    g[x] = lut[1][px[1] as usize];
+                    b[x] = lut[2][px[2] as usize];
+                }
             }
         } else {
-            for (o, &v) in out.iter_mut().zip(&self.px) {
-                *o = lut[0][v as usize];
+            for (o, row) in out.chunks_exact_mut(w).zip(rows) {
+                for (x, &v) in row.iter().enumerate() {
+                    o[if flip { w - 1 - x } else { x }] = lut[0][v as usize];
+                }
             }
         }
         out

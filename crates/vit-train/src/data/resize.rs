@@ -192,9 +192,9 @@ fn horizontal<const C: usize>(
 fn vertical(src: &[u8], stride: usize, row_len: usize, row0: usize, co: &Coeffs) -> Vec<u8> {
     let half = 1i32 << (PRECISION_BITS - 1);
     let out_h = co.start.len();
-    let mut out = vec![0u8; out_h * row_len];
+    let mut out = Vec::with_capacity(out_h * row_len);
     let mut acc = vec![0i32; row_len];
-    for (y, o) in out.chunks_exact_mut(row_len).enumerate() {
+    for y in 0..out_h {
         let (s, n) = (co.start[y], co.len[y]);
         acc.fill(half);
         for (t, &kv) in co.k[y * co.ksize..y * co.ksize + n].iter().enumerate() {
@@ -203,9 +203,7 @@ fn vertical(src: &[u8], stride: usize, row_len: usize, row0: usize, co: &Coeffs)
                 *a += i32::from(p) * kv;
             }
         }
-        for (o, &a) in o.iter_mut().zip(&acc) {
-            *o = clip8(a);
-        }
+        out.extend(acc.iter().map(|&a| clip8(a)));
     }
     out
 }

@@ -429,15 +429,13 @@ impl Transform {
             };
             Image::from_u8(px, shape)
         } else {
-            let mut px = self.train_geometry(src, shape, rng)?;
+            let px = self.train_geometry(src, shape, rng)?;
             if a.crop_padding == 0 && a.rand_ops == 0 {
                 // Flip in u8 and normalise through a table: the same values and draws as
                 // the f32 path below, without it.
-                if a.hflip && rng.random_bool(0.5) {
-                    px.hflip();
-                }
+                let flip = a.hflip && rng.random_bool(0.5);
                 let mut img = Image {
-                    px: px.to_normalized_chw(&self.mean, &self.std),
+                    px: px.to_normalized_chw_flipped(&self.mean, &self.std, flip),
                     c: shape[0],
                     h: shape[1],
                     w: shape[2],

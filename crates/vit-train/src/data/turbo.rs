@@ -186,9 +186,11 @@ pub fn decode(data: &[u8], region: Option<Rect>, max_pixels: u64) -> Result<(Pix
             tj::TJCS_TJCS_CMYK | tj::TJCS_TJCS_YCCK => (tj::TJPF_TJPF_CMYK, 4),
             _ => (tj::TJPF_TJPF_RGB, 3),
         };
-        let mut buf = vec![0u8; area.w * area.h * bpp];
-        // SAFETY: `buf` holds `area.h` rows of `area.w * bpp` bytes, the size of the (cropped)
-        // output in `format`; `data` is valid for its length.
+        let len = area.w * area.h * bpp;
+        // Not zeroed first: libjpeg-turbo writes every byte (or fails, and it is dropped).
+        let mut buf: Vec<u8> = Vec::with_capacity(len);
+        // SAFETY: `buf` has room for `area.h` rows of `area.w * bpp` bytes, the size of the
+        // (cropped) output in `format`; `data` is valid for its length.
         let rc = unsafe {
             tj::tj3Decompress8(
                 h.0,
@@ -199,13 +201,20 @@ pub fn decode(data: &[u8], region: Option<Rect>, max_pixels: u64) -> Result<(Pix
                 format,
             )
         };
+        // SAFETY: the handle is valid.
+        let code = unsafe { tj::tj3GetErrorCode(h.0) };
+        let warning = code == tj::TJERR_TJERR_WARNING as i32;
+        if rc == 0 || warning {
+            // SAFETY: tj3Decompress8 returned with the image decoded (0, or a warning after a
+            // complete decode, STOPONWARNING being off): every one of the `len` bytes was
+            // written.
+            unsafe { buf.set_len(len) };
+        }
         if rc != 0 {
             // libjpeg's warnings (extraneous bytes, a corrupt segment) leave a decoded image,
             // which Pillow keeps; a premature end is Pillow's "image file is truncated".
-            // SAFETY: the handle is valid.
-            let code = unsafe { tj::tj3GetErrorCode(h.0) };
             let msg = h.error();
-            if code != tj::TJERR_TJERR_WARNING as i32 || msg.contains("Premature end") {
+            if !warning || msg.contains("Premature end") {
                 bail!("{msg}");
             }
         }
