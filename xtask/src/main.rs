@@ -24,7 +24,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Regenerate the test fixtures: vit-model's parity references from timm / PyTorch / scipy
-    /// (in a venv, xtask/.venv, with xtask/python/requirements.txt) and vit-train's 1,000
+    /// (in a venv, xtask/.venv, with xtask/python/requirements.txt), vit-train's ImageNet-path
+    /// references (timm, torchvision, Pillow on `data imagenet-like`'s photos) and its 1,000
     /// Fashion-MNIST images.
     Fixtures,
     /// Fetch a data set into datasets/NAME (fashion-mnist, mnist: checking sha256), or make
@@ -171,6 +172,21 @@ fn main() -> Result<()> {
                     out.as_os_str(),
                     "--out".as_ref(),
                     root.join("crates/vit-train/tests/fixtures").as_os_str(),
+                ],
+            )?;
+            // vit-train's ImageNet-path references (timm / torchvision / Pillow on real photos
+            // of ImageNet's sizes, from `cargo xtask data imagenet-like`'s folder).
+            if !root.join("datasets/imagenet-like/val").exists() {
+                imagenet_like::imagenet_like(&root, &python, 2000)?;
+            }
+            python::run(
+                &python,
+                &[
+                    root.join("xtask/python/imagenet_fixtures.py").as_os_str(),
+                    "--src".as_ref(),
+                    root.join("datasets/imagenet-like").as_os_str(),
+                    "--out".as_ref(),
+                    root.join("crates/vit-train/tests/fixtures/imagenet").as_os_str(),
                 ],
             )?;
             println!("fixtures written to {}", out.display());

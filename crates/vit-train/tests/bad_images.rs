@@ -78,7 +78,7 @@ fn png_bomb() -> Vec<u8> {
 
 /// A palette PNG of four known colours.
 fn palette_png(path: &Path) -> Vec<[u8; 3]> {
-    let colours = vec![[255, 0, 0], [0, 255, 0], [10, 20, 30], [200, 100, 50]];
+    let colours = [[255, 0, 0], [0, 255, 0], [10, 20, 30], [200, 100, 50]];
     let f = std::fs::File::create(path).unwrap();
     let mut e = png::Encoder::new(std::io::BufWriter::new(f), 4, 2);
     e.set_color(png::ColorType::Indexed);

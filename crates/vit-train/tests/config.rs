@@ -212,6 +212,18 @@ fn every_field_out_of_range_is_named() {
         ("data.std=[0.0]", "data.std = [0.0]"),
         ("data.std=[0.3, 0.3]", "data.std = [0.3, 0.3]"),
         ("data.workers=0", "data.workers = 0"),
+        ("data.crop_pct=0.0", "data.crop_pct = 0"),
+        ("data.crop_pct=1.5", "data.crop_pct = 1.5"),
+        ("data.cache_max_side=0", "data.cache_max_side = 0"),
+        ("data.cache_mb=0", "data.cache_mb = 0"),
+        ("data.crop_mode=\"fill\"", "data.crop_mode"),
+        ("data.interpolation=\"cubic\"", "data.interpolation"),
+        ("data.decoder=\"libjpeg\"", "data.decoder"),
+        ("data.cache=\"maybe\"", "data.cache"),
+        (
+            "data.augment.rrc_interpolation=\"nearest\"",
+            "data.augment.rrc_interpolation",
+        ),
         (
             "data.augment.crop_padding=29",
             "data.augment.crop_padding = 29",

@@ -139,6 +139,20 @@ fn data(r: &mut Rules, config: &Config, model: Option<&VitConfig>) {
             "must be positive numbers",
         );
     }
+    if let Some(p) = d.crop_pct
+        && !(p > 0.0 && p <= 1.0)
+    {
+        r.fail("data.crop_pct", p, "must be in (0, 1]");
+    }
+    if d.cache_max_side == 0 {
+        r.fail("data.cache_max_side", 0, "must be a positive number of pixels");
+    }
+    if d.cache_mb == 0 {
+        r.fail("data.cache_mb", 0, "must be a positive number of MiB");
+    }
+    if let Err(e) = d.decoder.resolve() {
+        r.fail("data.decoder", "\"turbojpeg\"", format!("{e:#}"));
+    }
     let a = &d.augment;
     if let Some(s) = a.rrc_scale {
         r.ordered_range("data.augment.rrc_scale", s, "in (0, 1]", |v| {
