@@ -186,7 +186,8 @@ fn main() -> Result<()> {
                     "--src".as_ref(),
                     root.join("datasets/imagenet-like").as_os_str(),
                     "--out".as_ref(),
-                    root.join("crates/vit-train/tests/fixtures/imagenet").as_os_str(),
+                    root.join("crates/vit-train/tests/fixtures/imagenet")
+                        .as_os_str(),
                 ],
             )?;
             println!("fixtures written to {}", out.display());

@@ -65,19 +65,27 @@ impl PatchEmbed {
         if !plain || (sh, sw) != (ph, pw) || h % ph != 0 || w % pw != 0 {
             return self.proj.forward(x).flatten::<3>(2, 3).swap_dims(1, 2);
         }
-        // Non-overlapping patches: the convolution is a matrix product of the patches, laid
-        // out as rows of C * ph * pw (the weight's own order), with the weight: one copy of
-        // the input instead of the backend's general convolution (several times faster on
-        // the CPU for the large patches of a ViT).
+        // Non-overlapping patches: the convolution is a matrix product of the weight `[D, K]`
+        // (K = C * ph * pw, the weight's own order) with the patches: one copy of the input
+        // instead of the backend's general convolution (several times faster on the CPU for
+        // the large patches of a ViT). The weight is the left operand as it is stored, so
+        // that its gradient comes out contiguous: multiplied as a transposed view, its
+        // gradient was a strided view, and wgpu's AdamW step then scrambled the weight (CPU
+        // and SGD were right; tests/devices.rs caught it).
         let (gh, gw) = (h / ph, w / pw);
         let d = self.proj.weight.dims()[0];
-        let k = c * ph * pw;
+        let (k, n) = (c * ph * pw, gh * gw);
+        // [B * N, K]: one patch a row, in the weight's (c, y, x) order.
         let patches = x
             .reshape([b, c, gh, ph, gw, pw])
             .permute([0, 2, 4, 1, 3, 5])
-            .reshape([b, gh * gw, k]);
-        let weight = self.proj.weight.val().reshape([d, k]).transpose();
-        let out = patches.matmul(weight.unsqueeze::<3>());
+            .reshape([b * n, k]);
+        let weight = self.proj.weight.val().reshape([d, k]);
+        // [D, B * N] = weight @ patches^T, then back to [B, N, D].
+        let out = weight
+            .matmul(patches.transpose())
+            .transpose()
+            .reshape([b, n, d]);
         match &self.proj.bias {
             Some(bias) => out + bias.val().reshape([1, 1, d]),
             None => out,

@@ -169,9 +169,7 @@ fn eval_checkpoint(
     };
     let set = Arc::new(load_split(&config.data, &model.config, &split)?);
     let mut transform = Transform::evaluation(&config.data);
-    if let Some(p) = args.source.crop_pct {
-        transform.eval.crop_pct = p;
-    }
+    vit_train::predict::override_preprocessing(&mut transform, &args.source)?;
     let report = evaluate(
         &model,
         set.clone(),

@@ -151,7 +151,7 @@ fn from_checkpoint(dir: &Path, args: &ModelArgs) -> Result<Loaded> {
 }
 
 /// `--crop-pct`, `--crop-mode`, `--interpolation`, `--decoder` over a transform.
-fn override_preprocessing(t: &mut Transform, args: &ModelArgs) -> Result<()> {
+pub fn override_preprocessing(t: &mut Transform, args: &ModelArgs) -> Result<()> {
     if let Some(p) = args.crop_pct {
         if !(p > 0.0 && p <= 1.0) {
             bail!("--crop-pct must be in (0, 1], got {p}");

@@ -145,7 +145,11 @@ fn data(r: &mut Rules, config: &Config, model: Option<&VitConfig>) {
         r.fail("data.crop_pct", p, "must be in (0, 1]");
     }
     if d.cache_max_side == 0 {
-        r.fail("data.cache_max_side", 0, "must be a positive number of pixels");
+        r.fail(
+            "data.cache_max_side",
+            0,
+            "must be a positive number of pixels",
+        );
     }
     if d.cache_mb == 0 {
         r.fail("data.cache_mb", 0, "must be a positive number of MiB");
