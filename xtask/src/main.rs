@@ -190,6 +190,22 @@ fn main() -> Result<()> {
                         .as_os_str(),
                 ],
             )?;
+            // Model ids: a Hugging Face cache laid out as huggingface_hub lays it out (a timm
+            // repo at two revisions, an HF transformers repo), checked by its own readers.
+            python::run(
+                &python,
+                &[
+                    root.join("xtask/python/hub_fixtures.py").as_os_str(),
+                    "--fixtures".as_ref(),
+                    out.as_os_str(),
+                    "--out".as_ref(),
+                    root.join("crates/vit-train/tests/fixtures/hf-hub")
+                        .as_os_str(),
+                    "--expected".as_ref(),
+                    root.join("crates/vit-train/tests/fixtures/hf_hub_expected.json")
+                        .as_os_str(),
+                ],
+            )?;
             println!("fixtures written to {}", out.display());
             // vit-train's fixture: 1,000 real Fashion-MNIST images.
             data::fashion_mnist(&root)?;

@@ -32,4 +32,9 @@ pub enum VitError {
     /// Position-embedding resampling asked for something it cannot do.
     #[error("position-embedding resampling: {0}")]
     Resample(String),
+
+    /// A model id that cannot be resolved in the Hugging Face cache, or a repo whose
+    /// `config.json` does not describe a model of this crate.
+    #[error("{0}")]
+    Hub(String),
 }

@@ -33,6 +33,7 @@ pub mod device;
 pub mod drop_path;
 pub mod error;
 pub mod fused;
+pub mod hub;
 pub mod hybrid;
 pub mod layer_scale;
 pub mod mlp;

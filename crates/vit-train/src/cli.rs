@@ -54,6 +54,16 @@ pub enum Command {
     Export(ExportArgs),
     /// Show the model, data and schedule a recipe describes, without training.
     Info(RecipeArgs),
+    /// List the presets (parameters, the timm model each is) and the models of the local
+    /// Hugging Face cache that resolve to one.
+    Models(ModelsArgs),
+}
+
+/// `models [PATTERN]`.
+#[derive(Args, Debug, Clone)]
+pub struct ModelsArgs {
+    /// Show only names containing this (case-insensitive).
+    pub pattern: Option<String>,
 }
 
 /// A recipe and overrides.
@@ -123,12 +133,14 @@ pub struct ModelArgs {
     /// Checkpoint folder (or a run folder) of a vit-train run.
     #[arg(long, conflicts_with_all = ["weights", "model"], required_unless_present = "weights")]
     pub checkpoint: Option<PathBuf>,
-    /// Pretrained weights instead of a checkpoint (timm safetensors / .pth, HF ViT / DINOv2,
-    /// JAX .npz); needs --model.
-    #[arg(long, requires = "model")]
+    /// Pretrained weights instead of a checkpoint: a file (timm safetensors / .pth, HF ViT /
+    /// DINOv2, JAX .npz; needs --model), or a model id in the local Hugging Face cache,
+    /// `hf-hub:ORG/NAME[@REVISION]` or `timm/NAME` (architecture, preprocessing and labels
+    /// from its config.json).
+    #[arg(long)]
     pub weights: Option<PathBuf>,
     /// Architecture of --weights: a preset name (e.g. vit_base_patch16_224), or a recipe
-    /// .toml whose [model] section describes it.
+    /// .toml whose [model] section describes it (for a model id: instead of its config's).
     #[arg(long)]
     pub model: Option<String>,
     /// Force the format of --weights: timm, hf-vit, hf-dinov2 or jax (default: detect).
@@ -230,7 +242,7 @@ pub struct InspectArgs {
 pub struct FinetuneArgs {
     #[command(flatten)]
     pub train: TrainArgs,
-    /// Pretrained weights (sets finetune.weights).
+    /// Pretrained weights, a file or a model id `hf-hub:ORG/NAME` (sets finetune.weights).
     #[arg(long)]
     pub weights: Option<PathBuf>,
     /// Force the weights' format: timm, hf-vit, hf-dinov2, jax (sets finetune.weights_format).

@@ -8,6 +8,7 @@ pub mod data;
 pub mod eval;
 pub mod info;
 pub mod inspect;
+pub mod models;
 pub mod plot;
 pub mod predict;
 pub mod report;

@@ -197,7 +197,13 @@ fn eval_weights(args: &EvalArgs) -> Result<(vit_train::eval::EvalReport, Vec<Str
     }
     let split = args.split.as_deref().unwrap_or("val");
     let dir = root.join(split);
-    let set = image_folder::load(&dir, loaded.shape)?;
+    let mut set = image_folder::load(&dir, loaded.shape)?;
+    // A model id's label names are its classes' names (the folders only order them).
+    if loaded.classes.len() == set.classes.len()
+        && loaded.classes.iter().any(|c| c.parse::<usize>().is_err())
+    {
+        set.classes = loaded.classes.clone();
+    }
     let k = loaded.model.config.num_classes;
     if set.classes.len() != k {
         bail!(
@@ -282,6 +288,10 @@ fn run() -> Result<()> {
                 }
                 println!("figures in {}", args.out.display());
             }
+            Ok(())
+        }
+        Some(Command::Models(args)) => {
+            print!("{}", vit_train::models::list(args.pattern.as_deref()));
             Ok(())
         }
         Some(Command::Info(args)) => {

@@ -175,16 +175,38 @@ pub fn override_preprocessing(t: &mut Transform, args: &ModelArgs) -> Result<()>
 /// Pretrained weights on a preset, with timm's evaluation transform: the preset's timm config
 /// (mean, std, crop_pct, crop_mode, interpolation), each overridable by its flag.
 fn from_weights(weights: &Path, args: &ModelArgs) -> Result<Loaded> {
-    let model = args
-        .model
-        .as_deref()
-        .context("--weights needs --model PRESET")?;
-    let (mut config, preprocessing) = model_config(model)?;
+    let hub = match weights.to_str().filter(|s| vit_model::hub::is_model_id(s)) {
+        Some(id) => Some(vit_model::hub::resolve(id)?),
+        None => None,
+    };
+    let (mut config, preprocessing, labels, file) = match (&hub, args.model.as_deref()) {
+        (_, Some(model)) => {
+            let (c, p) = model_config(model)?;
+            let labels = hub.as_ref().and_then(|r| r.labels.clone());
+            let p = hub.as_ref().map_or(p, |r| r.preprocessing.clone());
+            let file = hub
+                .as_ref()
+                .map_or(weights.to_path_buf(), |r| r.weights.clone());
+            (c, p, labels, file)
+        }
+        (Some(r), None) => (
+            r.config.clone(),
+            r.preprocessing.clone(),
+            r.labels.clone(),
+            r.weights.clone(),
+        ),
+        (None, None) => bail!(
+            "--weights {} needs --model PRESET (or name a model in the Hugging Face cache: \
+             --weights hf-hub:ORG/NAME)",
+            weights.display()
+        ),
+    };
+    let weights = file.as_path();
     if let Some(size) = &args.image_size {
         config.image_size = parse_size(size).map_err(anyhow::Error::msg)?;
     }
     let options = PretrainedOptions {
-        format: args.weights_format,
+        format: args.weights_format.or(hub.as_ref().map(|r| r.format)),
         resample: args.posemb_resample,
         new_head: None,
     };
@@ -208,8 +230,17 @@ fn from_weights(weights: &Path, args: &ModelArgs) -> Result<Loaded> {
     }
     let mut transform = Transform::from_preprocessing(&p, Decoder::Auto, OnBadImage::Error);
     override_preprocessing(&mut transform, args)?;
+    let classes = match labels {
+        Some(l) if l.len() == c.num_classes => l,
+        Some(l) => bail!(
+            "the model's config names {} labels but its head has {} classes",
+            l.len(),
+            c.num_classes
+        ),
+        None => (0..c.num_classes).map(|i| i.to_string()).collect(),
+    };
     Ok(Loaded {
-        classes: (0..c.num_classes).map(|i| i.to_string()).collect(),
+        classes,
         shape: [channels, c.image_size[0], c.image_size[1]],
         model,
         transform,

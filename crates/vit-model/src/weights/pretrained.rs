@@ -36,6 +36,9 @@ impl Default for PretrainedOptions {
 }
 
 /// Loads a checkpoint in any supported format into the architecture `config` describes.
+/// `path` may be a model id (`hf-hub:ORG/NAME[@REV]`, `timm/NAME`): its weights file in the
+/// local Hugging Face cache ([`crate::hub`]; [`crate::hub::resolve`] gives its architecture,
+/// preprocessing and labels too).
 ///
 /// From the file come the parts a preset cannot know: the head (classes, pre-logits layer),
 /// whether blocks have LayerScale and qkv biases, and the position-embedding
@@ -49,7 +52,9 @@ pub fn load_pretrained(
     options: &PretrainedOptions,
     device: &Device,
 ) -> Result<VisionTransformer, VitError> {
-    let (mut dict, format) = read_weights(path, options.format)?;
+    let (file, hub) = crate::hub::weights_path(path)?;
+    let path = file.as_path();
+    let (mut dict, format) = read_weights(path, options.format.or(hub.map(|r| r.format)))?;
     let in_file = |e: VitError| VitError::WeightsFile {
         path: path.to_path_buf(),
         message: format!("({format} format) {e}"),
