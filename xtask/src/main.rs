@@ -206,6 +206,18 @@ fn main() -> Result<()> {
                         .as_os_str(),
                 ],
             )?;
+            // TensorBoard's event files: bytes of tensorboard's own writer.
+            python::run(
+                &python,
+                &[
+                    root.join("xtask/python/tensorboard_fixtures.py")
+                        .as_os_str(),
+                    "write".as_ref(),
+                    "--out".as_ref(),
+                    root.join("crates/vit-train/tests/fixtures/tensorboard_events.json")
+                        .as_os_str(),
+                ],
+            )?;
             println!("fixtures written to {}", out.display());
             // vit-train's fixture: 1,000 real Fashion-MNIST images.
             data::fashion_mnist(&root)?;

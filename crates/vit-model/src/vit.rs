@@ -82,12 +82,12 @@ impl VitConfig {
     }
 
     /// Builds the model with its random initial values drawn from `seed` on the host CPU
-    /// ([`host_device`](crate::host_device)), in the order of the model's parameters, then
+    /// ([`host_device`](crate::device::host_device)), in the order of the model's parameters, then
     /// moves it to `device`. One seed gives one initial model on every backend: the GPU
     /// backends' own generators differ from the CPU's, and Burn initialises a parameter lazily
     /// on whichever device first reads it. Reseeds the host device's generator.
     pub fn init_seeded(&self, seed: u64, device: &Device) -> Result<VisionTransformer, VitError> {
-        let Some(host) = crate::host_device() else {
+        let Some(host) = crate::device::host_device() else {
             device.seed(seed);
             return self.try_init(device);
         };

@@ -12,4 +12,5 @@ pub mod models;
 pub mod plot;
 pub mod predict;
 pub mod report;
+pub mod tensorboard;
 pub mod train;

@@ -11,7 +11,7 @@ use vit_train::config::Config;
 use vit_train::data::transforms::Transform;
 use vit_train::data::{image_folder, load_split};
 use vit_train::eval::evaluate;
-use vit_train::train::{RunOptions, checkpoint, train};
+use vit_train::train::{Ending, Interrupt, RunOptions, Start, Trainer, checkpoint};
 
 fn recipe(args: &RecipeArgs) -> Result<Config> {
     let Some(path) = &args.config else {
@@ -20,7 +20,7 @@ fn recipe(args: &RecipeArgs) -> Result<Config> {
     Config::load(path, &args.sets)
 }
 
-fn run_finetune(args: FinetuneArgs) -> Result<()> {
+fn run_finetune(args: FinetuneArgs) -> Result<ExitCode> {
     let mut train = args.train.clone();
     let sets = args.overrides().map_err(anyhow::Error::msg)?;
     if train.resume.is_none() {
@@ -49,8 +49,11 @@ fn run_export(args: ExportArgs) -> Result<()> {
     Ok(())
 }
 
-fn run_train(args: TrainArgs, finetune: bool) -> Result<()> {
-    let config = match &args.resume {
+fn run_train(args: TrainArgs, finetune: bool) -> Result<ExitCode> {
+    if args.stop_after == Some(0) {
+        bail!("--stop-after 0: expected a number of steps of at least 1");
+    }
+    let start = match &args.resume {
         Some(run) => {
             if args.recipe.config.is_some() || !args.recipe.sets.is_empty() {
                 bail!(
@@ -58,43 +61,43 @@ fn run_train(args: TrainArgs, finetune: bool) -> Result<()> {
                      --config and --set (--device moves the run to another device)"
                 );
             }
-            checkpoint::read_state(&checkpoint::resolve(run)?)?.config
+            Start::Resume(run.clone())
         }
         None => {
-            let mut sets = args.recipe.sets.clone();
-            if let Some(d) = &args.device {
-                sets.push(format!("train.device=\"{d}\""));
+            let config = recipe(&args.recipe)?;
+            if finetune && config.finetune.is_none() {
+                bail!(
+                    "finetune needs pretrained weights: pass --weights FILE or add a [finetune] \
+                     section with `weights = \"...\"` to the recipe"
+                );
             }
-            recipe(&RecipeArgs {
-                config: args.recipe.config.clone(),
-                sets,
-            })?
+            Start::New(config)
         }
     };
-    if args.stop_after == Some(0) {
-        bail!("--stop-after 0: expected a number of steps of at least 1");
-    }
-    if finetune && config.finetune.is_none() {
-        bail!(
-            "finetune needs pretrained weights: pass --weights FILE or add a [finetune] section \
-             with `weights = \"...\"` to the recipe"
+    let options = RunOptions {
+        device: args.device.clone(),
+        stop_after: args.stop_after,
+        interrupt: Some(Interrupt::install()?),
+        ..Default::default()
+    };
+    let summary = Trainer::start(start, options)?.run()?;
+    let run = summary.dir.display();
+    if let Ending::Interrupted(signal) = summary.ending {
+        println!(
+            "interrupted by {} at step {} (epoch {}): checkpoint in {}; continue with \
+                 `vit-train --resume {run}`",
+            signal.name(),
+            summary.steps,
+            summary.epoch,
+            summary.dir.join("checkpoints/last").display()
         );
+        return Ok(ExitCode::from(signal.exit_code()));
     }
-    let summary = train(
-        config,
-        RunOptions {
-            resume: args.resume.clone(),
-            // Without --resume the device is already in the recipe (as train.device).
-            device: args.resume.as_ref().and(args.device.clone()),
-            stop_after: args.stop_after,
-            ..Default::default()
-        },
-    )?;
     println!(
-        "done: {} steps in {:.1} min; run in {}",
+        "done: {} steps in {:.1} min ({}); run in {run}",
         summary.steps,
         summary.seconds / 60.0,
-        summary.dir.display()
+        summary.ending.describe(),
     );
     if !summary.skipped.is_empty() {
         println!(
@@ -111,7 +114,7 @@ fn run_train(args: TrainArgs, finetune: bool) -> Result<()> {
             test.loss
         );
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_eval(args: EvalArgs) -> Result<()> {
@@ -239,15 +242,15 @@ fn eval_weights(args: &EvalArgs) -> Result<(vit_train::eval::EvalReport, Vec<Str
     Ok((report, set.classes.clone(), what))
 }
 
-fn run() -> Result<()> {
+fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
     // The CPU kernels' GEMM (VIT_CPU_GEMM, vit-model's cpu_gemm.rs): a value that cannot be
     // used is an error here rather than a silent fallback inside the kernels.
     vit_model::cpu_gemm::select_cpu_gemm()?;
-    match cli.command {
-        None => run_train(cli.train, false),
-        Some(Command::Train(args)) => run_train(args, false),
-        Some(Command::Finetune(args)) => run_finetune(args),
+    let done = match cli.command {
+        None => return run_train(cli.train, false),
+        Some(Command::Train(args)) => return run_train(args, false),
+        Some(Command::Finetune(args)) => return run_finetune(args),
         Some(Command::Export(args)) => run_export(args),
         Some(Command::Eval(args)) => run_eval(args),
         Some(Command::Predict(args)) => {
@@ -299,7 +302,8 @@ fn run() -> Result<()> {
             print!("{}", vit_train::info::describe(&config)?);
             Ok(())
         }
-    }
+    };
+    done.map(|()| ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -313,7 +317,7 @@ fn main() -> ExitCode {
         unsafe { std::env::set_var("BURN_DEVICE", "flex") };
     }
     match run() {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -1,4 +1,5 @@
-//! Run records: `metrics.jsonl` (one JSON object per line) and progress output.
+//! Run records: `metrics.jsonl` (one JSON object per line), TensorBoard's event files where the
+//! recipe asks for them (`output.tensorboard`), and progress output.
 
 use std::fs::{File, OpenOptions};
 use std::io::{IsTerminal, Write};
@@ -10,12 +11,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::eval::EvalReport;
-use crate::train::checkpoint::LoopState;
+use crate::tensorboard::EventWriter;
 
 /// One line of `metrics.jsonl`.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct MetricLine {
-    /// `train`, `val` or `test`.
+    /// `train`, `val`, `test`, or `end` (how the run, or this part of it, ended: [`Self::ended`]).
     pub split: String,
     pub step: usize,
     pub epoch: usize,
@@ -32,15 +33,23 @@ pub struct MetricLine {
     pub img_per_s: Option<f64>,
     /// Seconds since the run (or its resumption) started.
     pub time_s: f64,
+    /// On the `end` line: `finished`, `interrupted (SIGINT)`, `non-finite loss`, `failed: ...`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<String>,
 }
 
 impl MetricLine {
-    /// The line of an evaluation of `split` at the loop's current step.
-    pub fn eval(split: &str, state: &LoopState, report: &EvalReport, time_s: f64) -> Self {
+    /// The line of an evaluation of `split` at optimiser step `step` of epoch `epoch`.
+    pub fn eval(
+        split: &str,
+        (step, epoch): (usize, usize),
+        report: &EvalReport,
+        time_s: f64,
+    ) -> Self {
         Self {
             split: split.into(),
-            step: state.step,
-            epoch: state.epoch,
+            step,
+            epoch,
             loss: report.loss,
             top1: Some(report.top1),
             top5: Some(report.top5),
@@ -48,13 +57,35 @@ impl MetricLine {
             grad_norm: None,
             img_per_s: None,
             time_s,
+            ended: None,
         }
+    }
+
+    /// The metrics of the line as TensorBoard scalars: (`split/name`, value).
+    pub fn scalars(&self) -> Vec<(String, f64)> {
+        if self.ended.is_some() {
+            return Vec::new();
+        }
+        let named = [
+            ("loss", Some(self.loss)),
+            ("top1", self.top1),
+            ("top5", self.top5),
+            ("lr", self.lr),
+            ("grad_norm", self.grad_norm),
+            ("img_per_s", self.img_per_s),
+        ];
+        named
+            .into_iter()
+            .filter_map(|(name, v)| Some((format!("{}/{name}", self.split), v?)))
+            .collect()
     }
 }
 
-/// Appends metric lines to `metrics.jsonl`.
+/// Appends metric lines to `metrics.jsonl` (and to an event file, with `output.tensorboard`).
 pub struct Metrics {
     file: File,
+    path: std::path::PathBuf,
+    tensorboard: Option<EventWriter>,
 }
 
 impl Metrics {
@@ -62,7 +93,7 @@ impl Metrics {
     /// `resume_at`, the lines logged after that step (by a run stopped before its next
     /// checkpoint) and a torn last line are dropped first, so that the steps run again are
     /// logged once.
-    pub fn open(dir: &Path, resume_at: Option<usize>) -> Result<Self> {
+    pub fn open(dir: &Path, resume_at: Option<usize>, tensorboard: bool) -> Result<Self> {
         let path = dir.join("metrics.jsonl");
         if let Some(step) = resume_at
             && path.exists()
@@ -86,11 +117,25 @@ impl Metrics {
             .append(true)
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
-        Ok(Self { file })
+        let tensorboard = match tensorboard {
+            true => Some(EventWriter::create(dir, resume_at)?),
+            false => None,
+        };
+        Ok(Self {
+            file,
+            path,
+            tensorboard,
+        })
     }
 
     pub fn write(&mut self, line: &MetricLine) -> Result<()> {
-        writeln!(self.file, "{}", serde_json::to_string(line)?)?;
+        writeln!(self.file, "{}", serde_json::to_string(line)?)
+            .with_context(|| format!("cannot write {}", self.path.display()))?;
+        if let Some(tb) = self.tensorboard.as_mut() {
+            for (tag, value) in line.scalars() {
+                tb.scalar(&tag, value, line.step)?;
+            }
+        }
         Ok(())
     }
 }

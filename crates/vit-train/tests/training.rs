@@ -3,14 +3,14 @@
 mod common;
 
 use common::*;
-use vit_train::train::{RunOptions, checkpoint, train};
+use vit_train::train::{RunOptions, Start, checkpoint, run};
 
 #[test]
 fn a_few_steps_lower_the_loss() {
     let _serial = serial();
     let dir = temp_dir("learn");
     let (_, config) = recipe(&dir, &["train.epochs=3", "data.augment.mixup_alpha=0.0"]);
-    let summary = train(config, RunOptions::default()).unwrap();
+    let summary = run(Start::New(config), RunOptions::default()).unwrap();
     assert_eq!(summary.steps, 3 * 25);
     let first: f64 = summary.losses[..5].iter().sum::<f64>() / 5.0;
     let last: f64 = summary.losses[summary.losses.len() - 5..]
@@ -46,8 +46,8 @@ fn resume_continues_exactly() {
     let sets = ["train.epochs=2", "train.eval_every=10"];
     let straight_dir = temp_dir("straight");
     let (_, config) = recipe(&straight_dir, &sets);
-    let straight = train(
-        config,
+    let straight = run(
+        Start::New(config),
         RunOptions {
             skip_test: true,
             ..Default::default()
@@ -58,8 +58,8 @@ fn resume_continues_exactly() {
 
     let split_dir = temp_dir("split");
     let (_, config) = recipe(&split_dir, &sets);
-    let first = train(
-        config,
+    let first = run(
+        Start::New(config),
         RunOptions {
             stop_after: Some(20),
             skip_test: true,
@@ -68,11 +68,9 @@ fn resume_continues_exactly() {
     )
     .unwrap();
     assert_eq!(first.steps, 20);
-    let (_, config) = recipe(&split_dir, &sets);
-    let second = train(
-        config,
+    let second = run(
+        Start::Resume(split_dir.join("run")),
         RunOptions {
-            resume: Some(split_dir.join("run")),
             skip_test: true,
             ..Default::default()
         },
@@ -110,7 +108,12 @@ fn non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
             "train.clip_grad_norm=1e38",
         ],
     );
-    let err = format!("{:#}", train(config, RunOptions::default()).err().unwrap());
+    let err = format!(
+        "{:#}",
+        run(Start::New(config), RunOptions::default())
+            .err()
+            .unwrap()
+    );
     assert!(
         err.contains("the loss became") && err.contains("checkpoints/last"),
         "{err}"
@@ -125,8 +128,8 @@ fn a_checkpoint_of_another_model_is_refused_by_key() {
     let _serial = serial();
     let dir = temp_dir("other");
     let (_, config) = recipe(&dir, &["train.max_steps=2"]);
-    train(
-        config,
+    run(
+        Start::New(config),
         RunOptions {
             skip_test: true,
             ..Default::default()
@@ -158,15 +161,20 @@ fn an_existing_run_is_not_overwritten() {
     let _serial = serial();
     let dir = temp_dir("exists");
     let (_, config) = recipe(&dir, &["train.max_steps=1"]);
-    train(
-        config.clone(),
+    run(
+        Start::New(config.clone()),
         RunOptions {
             skip_test: true,
             ..Default::default()
         },
     )
     .unwrap();
-    let err = format!("{:#}", train(config, RunOptions::default()).err().unwrap());
+    let err = format!(
+        "{:#}",
+        run(Start::New(config), RunOptions::default())
+            .err()
+            .unwrap()
+    );
     assert!(err.contains("already holds a run"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -255,19 +263,18 @@ fn weight_average_resumes_exactly_and_is_what_the_checkpoint_delivers() {
         "train.ema_decay=0.9",
         "train.ema_warmup=true",
     ];
-    let options = |resume, stop_after| RunOptions {
-        resume,
+    let options = |stop_after| RunOptions {
         stop_after,
         skip_test: true,
         ..Default::default()
     };
     let straight_dir = temp_dir("ema-straight");
     let (_, config) = recipe(&straight_dir, &sets);
-    let straight = train(config, options(None, None)).unwrap();
+    let straight = run(Start::New(config), options(None)).unwrap();
     let split_dir = temp_dir("ema-split");
     let (_, config) = recipe(&split_dir, &sets);
-    train(config.clone(), options(None, Some(10))).unwrap();
-    train(config.clone(), options(Some(split_dir.join("run")), None)).unwrap();
+    run(Start::New(config.clone()), options(Some(10))).unwrap();
+    run(Start::Resume(split_dir.join("run")), options(None)).unwrap();
 
     let device = burn::tensor::Device::flex();
     let average = |dir: &std::path::Path| {

@@ -14,7 +14,7 @@ use vit_model::weights::{param_ids, read_safetensors, state_dict};
 use vit_model::{Pool, PretrainedOptions, VitConfig, load_pretrained};
 use vit_train::config::{Config, OptimizerKind};
 use vit_train::train::optim::layer_scales;
-use vit_train::train::{RunOptions, checkpoint, train};
+use vit_train::train::{RunOptions, Start, checkpoint, run};
 
 fn model_fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -134,8 +134,8 @@ fn finetune_uses_the_paper_recipe_and_exports_to_timm_names() {
     assert_eq!(config.train.weight_decay, 0.0);
     assert_eq!(config.train.momentum, 0.9);
     assert_eq!(config.train.clip_grad_norm, Some(1.0));
-    let summary = train(
-        config,
+    let summary = run(
+        Start::New(config),
         RunOptions {
             skip_test: true,
             ..Default::default()
@@ -214,8 +214,8 @@ fn finetune_resumes_with_the_architecture_it_loaded() {
     let dir = temp_dir("finetune-resume");
     let recipe = finetune_recipe(&dir, "");
     let config = Config::load(&recipe, &[]).unwrap();
-    let straight = train(
-        config.clone(),
+    let straight = run(
+        Start::New(config.clone()),
         RunOptions {
             skip_test: true,
             ..Default::default()
@@ -228,8 +228,8 @@ fn finetune_resumes_with_the_architecture_it_loaded() {
         &[format!("output.dir=\"{}\"", dir.join("run2").display())],
     )
     .unwrap();
-    train(
-        config.clone(),
+    run(
+        Start::New(config.clone()),
         RunOptions {
             stop_after: Some(1),
             skip_test: true,
@@ -241,10 +241,9 @@ fn finetune_resumes_with_the_architecture_it_loaded() {
     // The run recorded the architecture as loaded (the 5x5 grid), not the weights path alone.
     assert_eq!(saved.config.model.config.image_size, [40, 40]);
     assert!(saved.config.model.config.qkv_bias);
-    let resumed = train(
-        config,
+    let resumed = run(
+        Start::Resume(dir.join("run2")),
         RunOptions {
-            resume: Some(dir.join("run2")),
             skip_test: true,
             ..Default::default()
         },

@@ -6,8 +6,8 @@ use burn::module::Module;
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
+use super::config::ResNetConfig;
 use super::group_norm::GroupNormAct;
-use super::resnet::ResNetConfig;
 use super::std_conv::StdConv2d;
 
 /// The projection shortcut of a stage's first block (timm `DownsampleConv`): a strided 1x1

@@ -10,6 +10,7 @@
 //! ```
 
 pub mod bottleneck;
+pub mod config;
 pub mod group_norm;
 pub mod resnet;
 pub mod same_pad;
@@ -17,7 +18,8 @@ pub mod std_conv;
 pub mod stem;
 
 pub use bottleneck::{Bottleneck, DownsampleConv};
+pub use config::ResNetConfig;
 pub use group_norm::GroupNormAct;
-pub use resnet::{ResNetConfig, ResNetStage, ResNetV2};
+pub use resnet::{ResNetStage, ResNetV2};
 pub use std_conv::{StdConv2d, StdConvStyle};
 pub use stem::Stem;

@@ -5,8 +5,8 @@ use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor};
 
+use super::config::ResNetConfig;
 use super::group_norm::GroupNormAct;
-use super::resnet::ResNetConfig;
 use super::same_pad::same_padding;
 use super::std_conv::StdConv2d;
 

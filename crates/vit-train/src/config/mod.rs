@@ -385,12 +385,17 @@ impl Default for TrainSection {
 pub struct OutputSection {
     /// Run folder: metrics.jsonl, checkpoints, curves.
     pub dir: PathBuf,
+    /// Also write TensorBoard event files (`events.out.tfevents.*`: the metrics of
+    /// `metrics.jsonl` by step) into the run folder. Default false.
+    #[serde(default)]
+    pub tensorboard: bool,
 }
 
 impl Default for OutputSection {
     fn default() -> Self {
         Self {
             dir: PathBuf::from("runs/default"),
+            tensorboard: false,
         }
     }
 }

@@ -53,7 +53,9 @@ pub struct LoopState {
 }
 
 /// Writes a checkpoint folder at `dir` atomically (replacing an older checkpoint there), with
-/// the moving average of the weights where the run keeps one.
+/// the moving average of the weights where the run keeps one. A write that fails (a full
+/// disk, an I/O error, permissions) is an error naming the file; the temporary folder is
+/// removed and the previous checkpoint at `dir` stays as it was.
 pub fn save(
     dir: &Path,
     model: &VisionTransformer,
@@ -63,36 +65,58 @@ pub fn save(
 ) -> Result<()> {
     let tmp = dir.with_extension("tmp");
     if tmp.exists() {
-        fs::remove_dir_all(&tmp)?;
+        fs::remove_dir_all(&tmp).with_context(|| format!("cannot remove {}", tmp.display()))?;
     }
-    fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    save_safetensors(model, &tmp.join(MODEL_FILE))?;
-    if let Some(ema) = ema {
-        save_safetensors(ema, &tmp.join(EMA_FILE))?;
+    if let Err(e) = write_files(&tmp, model, ema, optim, state) {
+        // Best effort: what is left of it is no checkpoint.
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(e.context(format!(
+            "cannot write checkpoint {}; the previous one there is unchanged",
+            dir.display()
+        )));
     }
-    fs::write(
-        tmp.join(IDS_FILE),
-        serde_json::to_string(&param_ids(model))?,
-    )?;
-    optim
-        .save(tmp.join(OPTIM_FILE))
-        .map_err(|e| anyhow::anyhow!("cannot write optimizer state: {e:?}"))?;
-    fs::write(tmp.join(STATE_FILE), serde_json::to_string_pretty(state)?)?;
     fault_point("written");
     let old = dir.with_extension("old");
     if dir.exists() {
         if old.exists() {
-            fs::remove_dir_all(&old)?;
+            fs::remove_dir_all(&old).with_context(|| format!("cannot remove {}", old.display()))?;
         }
-        fs::rename(dir, &old)?;
+        fs::rename(dir, &old).with_context(|| format!("cannot move {}", dir.display()))?;
     }
     fault_point("swapping");
     fs::rename(&tmp, dir)
         .with_context(|| format!("cannot move checkpoint to {}", dir.display()))?;
     if old.exists() {
-        fs::remove_dir_all(&old)?;
+        fs::remove_dir_all(&old).with_context(|| format!("cannot remove {}", old.display()))?;
     }
     Ok(())
+}
+
+/// The files of a checkpoint, into folder `tmp`; each error names its file.
+fn write_files(
+    tmp: &Path,
+    model: &VisionTransformer,
+    ema: Option<&VisionTransformer>,
+    optim: &ModuleOptimizer,
+    state: &LoopState,
+) -> Result<()> {
+    fs::create_dir_all(tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let path = tmp.join(MODEL_FILE);
+    save_safetensors(model, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    if let Some(ema) = ema {
+        let path = tmp.join(EMA_FILE);
+        save_safetensors(ema, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let path = tmp.join(IDS_FILE);
+    fs::write(&path, serde_json::to_string(&param_ids(model))?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    let path = tmp.join(OPTIM_FILE);
+    optim
+        .save(&path)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e:?}", path.display()))?;
+    let path = tmp.join(STATE_FILE);
+    fs::write(&path, serde_json::to_string_pretty(state)?)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// For the tests of a crash while a checkpoint is written: with `VIT_TRAIN_FAULT=STAGE` the
