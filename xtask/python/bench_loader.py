@@ -45,6 +45,27 @@ def loader(workers, size=224):
                                        num_workers=workers, persistent_workers=workers > 0)
 
 
+def shard_loader(workers, size=224):
+    """webdataset's pipeline over the same images as shards (cargo xtask bench-shards): shard
+    shuffle, split by worker, a shuffle buffer of timm's size (8192, initial 2048), PIL decode,
+    the same transform, batches of 64 from a DataLoader of `workers` processes."""
+    import glob
+    import json
+    import webdataset as wds
+    root = os.environ.get("VIT_BENCH_SHARDS", os.path.join(ROOT, "shards"))
+    n = len(json.load(open(os.path.join(root, "train.index.json")))["shards"])
+    urls = os.path.join(root, "train-{000000..%06d}.tar" % (n - 1))
+    t = transform(size)
+    ds = (wds.WebDataset(urls, shardshuffle=100, nodesplitter=wds.split_by_node,
+                         workersplitter=wds.split_by_worker, empty_check=False)
+          .shuffle(8192, initial=2048)
+          .decode("pil", handler=wds.warn_and_continue)
+          .to_tuple("jpg;jpeg;png", "cls", handler=wds.warn_and_continue)
+          .map_tuple(lambda im: t(im.convert("RGB")), int)
+          .batched(64, partial=False))
+    return wds.WebLoader(ds, batch_size=None, num_workers=workers, persistent_workers=workers > 0)
+
+
 def forever(dl):
     while True:
         for b in dl:
@@ -81,9 +102,10 @@ def main():
     out = {"side": "torch", "backend": f"torch {torch.__version__} torchvision {torchvision.__version__}",
            "timm": timm.__version__, "pillow": Image.__version__, "case": a.case, "threads": a.threads,
            "workers": a.workers, "steps": a.steps}
-    if a.case in ("imagefolder-train", "imagefolder-load"):
-        batches = forever(loader(a.workers))
-        if a.case == "imagefolder-train":
+    if a.case in ("imagefolder-train", "imagefolder-load", "shards-train", "shards-load"):
+        make = shard_loader if a.case.startswith("shards-") else loader
+        batches = forever(make(a.workers))
+        if a.case.endswith("-train"):
             m = VisionTransformer(img_size=224, patch_size=32, num_classes=10, embed_dim=32, depth=1,
                                   num_heads=2)
             m.train()

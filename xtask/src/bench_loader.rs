@@ -50,7 +50,7 @@ pub fn build_bench(root: &Path, extra_features: &[String]) -> Result<bool> {
     Ok(turbo)
 }
 
-fn ours(root: &Path, args: &[&str]) -> Result<Value> {
+pub(crate) fn ours(root: &Path, args: &[&str]) -> Result<Value> {
     let out = Command::new(root.join("target/release/examples/bench"))
         .current_dir(root)
         .args(args)
@@ -59,7 +59,7 @@ fn ours(root: &Path, args: &[&str]) -> Result<Value> {
     json_line(out, &format!("vit {}", args.join(" ")))
 }
 
-fn torch(root: &Path, py: &Path, args: &[&str]) -> Result<Value> {
+pub(crate) fn torch(root: &Path, py: &Path, args: &[&str]) -> Result<Value> {
     let out = Command::new(py)
         .current_dir(root)
         .arg(root.join("xtask/python/bench_loader.py"))
@@ -68,14 +68,14 @@ fn torch(root: &Path, py: &Path, args: &[&str]) -> Result<Value> {
     json_line(out, &format!("torch {}", args.join(" ")))
 }
 
-fn f(v: &Value, k: &str) -> f64 {
+pub(crate) fn f(v: &Value, k: &str) -> f64 {
     v[k].as_f64().unwrap_or(0.0)
 }
 
 /// Warm-up batches before the timed ones. The first batches' memory is new to the process:
 /// the kernel zeroes it on first touch (in a VM, slowly: `clear_page_erms` was 30% of a
 /// 3-batch warm-up's profile), on both sides; 20 batches reach the steady state.
-const WARMUP: &str = "20";
+pub(crate) const WARMUP: &str = "20";
 
 pub fn bench_loader(root: &Path, steps: usize, rounds: usize) -> Result<()> {
     if !root.join("datasets/imagenet-like/train").exists() {

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_loader;
+mod bench_shards;
 mod data;
 mod gemm_shapes;
 mod gpu;
@@ -71,6 +72,31 @@ enum Task {
         /// Times the two-sided cases are repeated (interleaved).
         #[arg(long, default_value_t = 2)]
         rounds: usize,
+    },
+    /// The ImageNet-like training images as a folder and as shards: vit's loader and step
+    /// against torchvision's ImageFolder and webdataset's pipeline, img/s and peak RSS; with
+    /// --large-gb, the shard loader on a shard set of that size too (deleted after).
+    BenchShards {
+        #[arg(long, default_value_t = 30)]
+        steps: usize,
+        #[arg(long)]
+        large_gb: Option<f64>,
+    },
+    /// Write WebDataset tar shards of an image folder's split (`vit-train shards`, built in
+    /// release): shuffled samples, classes.txt and PREFIX.index.json beside them.
+    Shards {
+        /// The split's folder (CLASS/IMAGE files).
+        #[arg(long)]
+        from: std::path::PathBuf,
+        /// Folder for the shards.
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// At most this much per shard (1GB, 500MB, ...).
+        #[arg(long, default_value = "1GB")]
+        shard_size: String,
+        /// Re-encode images whose longest side is above this (JPEG quality 90).
+        #[arg(long)]
+        max_side: Option<usize>,
     },
     /// Install Intel MKL's runtime (PyPI `mkl`) into xtask/.venv, where `cargo run` and `cargo
     /// test` find it (`.cargo/config.toml` sets VIT_MKL_DIR): on Intel CPUs the CPU kernels
@@ -253,6 +279,37 @@ fn main() -> Result<()> {
         } => bench::bench(&root(), steps, &cases, &backends, &cpu_gemm),
         Task::BenchLoader { steps, rounds } => bench_loader::bench_loader(&root(), steps, rounds),
         Task::GemmShapes { repeats } => gemm_shapes::gemm_shapes(&root(), repeats),
+        Task::BenchShards { steps, large_gb } => {
+            bench_shards::bench_shards(&root(), steps, large_gb)
+        }
+        Task::Shards {
+            from,
+            out,
+            shard_size,
+            max_side,
+        } => {
+            let mut cmd = std::process::Command::new(env!("CARGO"));
+            cmd.current_dir(root())
+                .args([
+                    "run",
+                    "--release",
+                    "-p",
+                    "vit-train",
+                    "--",
+                    "shards",
+                    "--from",
+                ])
+                .arg(&from)
+                .arg("--out")
+                .arg(&out)
+                .args(["--shard-size", &shard_size]);
+            if let Some(m) = max_side {
+                cmd.args(["--max-side", &m.to_string()]);
+            }
+            let status = cmd.status()?;
+            anyhow::ensure!(status.success(), "vit-train shards failed ({status})");
+            Ok(())
+        }
         Task::Mkl => python::mkl(&root()).map(|dir| println!("MKL installed in {}", dir.display())),
         Task::GpuCheck {
             build_only,

@@ -10,7 +10,8 @@
 //! augmentation, batches made by its loader from datasets/fashion-mnist, run from the
 //! repository root; the time of a step includes waiting for its batch), and
 //! `imagefolder-train` / `imagefolder-load`: training on `cargo xtask data imagenet-like`'s
-//! folder (RandomResizedCrop 224 + flip, batch 64, 2 workers, a tiny ViT), or its loader alone. `--dtype` sets the device's float type for every
+//! folder (RandomResizedCrop 224 + flip, batch 64, 2 workers, a tiny ViT), or its loader alone;
+//! `shards-train` / `shards-load`: the same on the same images as WebDataset shards. `--dtype` sets the device's float type for every
 //! tensor (Burn has no mixed precision). Each case runs in its own
 //! process so that its peak memory is its own. Training steps are forward, backward and an
 //! AdamW step (PyTorch's defaults) on random data; inference is a forward pass without
@@ -47,7 +48,8 @@ fn case(name: &str) -> Result<Option<(VitConfig, usize, bool)>> {
         "b16-train-b64" => (b16.clone(), 64, true),
         "b16-infer-b64" => (b16, 64, false),
         "r26s32-infer" => (r26s32, 8, false),
-        "gemm" | "fmnist-train" | "imagefolder-train" | "imagefolder-load" => return Ok(None),
+        "gemm" | "fmnist-train" | "imagefolder-train" | "imagefolder-load" | "shards-train"
+        | "shards-load" => return Ok(None),
         n if n.starts_with("sample-") => return Ok(None),
         other => bail!(
             "unknown case `{other}`; expected cifar-train, cifar-infer, ti16-train, ti16-infer, \
@@ -141,7 +143,32 @@ fn imagefolder_config(
     decoder: &str,
     cache: &str,
     workers: usize,
+    shards: bool,
 ) -> Result<vit_train::config::Config> {
+    // The shard cases: the same images as shards (`vit-train shards --from
+    // datasets/imagenet-like/train --out datasets/imagenet-like/shards`, or VIT_BENCH_SHARDS).
+    let (format, root, train, test) = if shards {
+        let root = std::env::var("VIT_BENCH_SHARDS")
+            .unwrap_or_else(|_| "datasets/imagenet-like/shards".into());
+        let index = std::path::Path::new(&root).join("train.index.json");
+        let text = std::fs::read_to_string(&index).with_context(|| {
+            format!(
+                "the shard cases need {} (cargo xtask bench-shards writes it)",
+                index.display()
+            )
+        })?;
+        let v: serde_json::Value = serde_json::from_str(&text)?;
+        let n = v["shards"].as_array().map_or(1, Vec::len);
+        let pattern = format!("train-{{000000..{:06}}}.tar", n - 1);
+        ("webdataset", root, pattern.clone(), pattern)
+    } else {
+        (
+            "image-folder",
+            "datasets/imagenet-like".to_string(),
+            "train".to_string(),
+            "val".to_string(),
+        )
+    };
     let text = format!(
         r#"
 [model]
@@ -152,10 +179,10 @@ embed_dim = 32
 depth = 1
 num_heads = 2
 [data]
-format = "image-folder"
-root = "datasets/imagenet-like"
-train = "train"
-test = "val"
+format = "{format}"
+root = "{root}"
+train = "{train}"
+test = "{test}"
 mean = [0.5, 0.5, 0.5]
 std = [0.5, 0.5, 0.5]
 workers = {workers}
@@ -181,8 +208,10 @@ lr = 1e-3
 /// Training (or, `train = false`, the loader alone) on the image folder: (mean seconds per
 /// batch, images per batch). The mean, not the median: batches come from two workers in
 /// pairs, so steps alternate between waiting and not.
+#[allow(clippy::too_many_arguments)]
 fn imagefolder(
     train: bool,
+    shards: bool,
     warmup: usize,
     steps: usize,
     device: &Device,
@@ -192,11 +221,11 @@ fn imagefolder(
 ) -> Result<(f64, usize, f64)> {
     use std::sync::Arc;
     use vit_train::data::load_splits;
-    use vit_train::data::loader::{Loader, Mode, plan};
+    use vit_train::data::loader::{Loader, Mode, train_plan};
     use vit_train::data::transforms::Transform;
     use vit_train::train::{optim, step};
 
-    let config = imagefolder_config(decoder, cache, workers)?;
+    let config = imagefolder_config(decoder, cache, workers, shards)?;
     let t = config.train.clone();
     let vit = config.model.config.clone();
     let splits = load_splits(&config.data, &vit, t.seed)
@@ -220,7 +249,13 @@ fn imagefolder(
                 smoothing: 0.0,
             };
             epoch += 1;
-            let p = plan(set.len(), t.batch_size, mode, true);
+            let d = &config.data;
+            let p = train_plan(
+                &set,
+                t.batch_size,
+                mode,
+                (workers, d.shuffle_buffer, d.shuffle_initial),
+            );
             batches =
                 Loader::new(set.clone(), p, 0, mode, transform.clone(), workers).boxed_loader();
         }
@@ -264,7 +299,7 @@ fn imagefolder(
 fn sample(size: usize, steps: usize, decoder: &str) -> Result<(f64, usize, f64)> {
     use rand::SeedableRng;
     use vit_train::data::transforms::Transform;
-    let config = imagefolder_config(decoder, "off", 1)?;
+    let config = imagefolder_config(decoder, "off", 1, false)?;
     let set =
         vit_train::data::image_folder::load(&config.data.root.join("train"), [3, size, size])?;
     let t = Transform::training(&config.data);
@@ -301,7 +336,7 @@ fn candidates() -> Result<serde_json::Value> {
     use vit_train::data::pixmap::{Pixmap, Rect};
     use vit_train::data::resize::resize_region;
     use vit_train::data::transforms::rrc_draw;
-    let config = imagefolder_config("auto", "off", 1)?;
+    let config = imagefolder_config("auto", "off", 1, false)?;
     let listing = vit_train::data::image_folder::list(&config.data.root.join("train"))?;
     let files: Vec<_> = listing
         .items
@@ -515,8 +550,9 @@ fn main() -> Result<()> {
             let size = name["sample-".len()..].parse().context("sample-SIZE")?;
             sample(size, steps, &decoder)?
         }
-        None if name.starts_with("imagefolder-") => imagefolder(
-            name == "imagefolder-train",
+        None if name.starts_with("imagefolder-") || name.starts_with("shards-") => imagefolder(
+            name.ends_with("-train"),
+            name.starts_with("shards-"),
             warmup,
             steps,
             &device,

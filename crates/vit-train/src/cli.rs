@@ -57,6 +57,9 @@ pub enum Command {
     /// List the presets (parameters, the timm model each is) and the models of the local
     /// Hugging Face cache that resolve to one.
     Models(ModelsArgs),
+    /// Write WebDataset tar shards from an image folder (CLASS/IMAGE): shuffled samples
+    /// (KEY.jpg|png|..., KEY.cls, KEY.json), classes.txt and PREFIX.index.json beside them.
+    Shards(ShardsArgs),
 }
 
 /// `models [PATTERN]`.
@@ -64,6 +67,30 @@ pub enum Command {
 pub struct ModelsArgs {
     /// Show only names containing this (case-insensitive).
     pub pattern: Option<String>,
+}
+
+/// `vit-train shards`.
+#[derive(Args, Debug, Clone)]
+pub struct ShardsArgs {
+    /// The image folder of one split (CLASS/IMAGE files), e.g. datasets/imagenet/train.
+    #[arg(long)]
+    pub from: PathBuf,
+    /// Folder for the shards (created; existing shards of the prefix are never overwritten).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// At most this much per shard: 1GB, 500MB, 64MiB, ...
+    #[arg(long, default_value = "1GB")]
+    pub shard_size: String,
+    /// Re-encode (JPEG quality 90, after a Pillow-exact bicubic reduction) images whose
+    /// longest side is above this many pixels; others are stored as they are.
+    #[arg(long)]
+    pub max_side: Option<usize>,
+    /// Shard names: PREFIX-000000.tar, ... (default: the folder's name, e.g. train).
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Seed of the samples' order.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 /// A recipe and overrides.

@@ -90,6 +90,9 @@ pub fn describe(config: &Config) -> Result<String> {
     if d.format == crate::config::DataFormat::ImageFolder {
         s += &image_folder_counts(config);
     }
+    if d.format == crate::config::DataFormat::WebDataset {
+        s += &shard_counts(config);
+    }
     s += &format!(
         "train: optimizer {}, lr {} (min_lr {}), schedule {}, warmup_steps {}, weight_decay {}, \
          batch_size {} (accum_steps {} x {} images)\n  epochs {}{}, clip_grad_norm {}, \
@@ -215,4 +218,50 @@ pub fn group(n: usize) -> String {
         out.push(ch);
     }
     out
+}
+
+/// What a shard recipe's splits hold, from the index files beside the shards (no shard is
+/// read), and what an epoch of the training split is in steps.
+fn shard_counts(config: &Config) -> String {
+    let d = &config.data;
+    let t = &config.train;
+    let mut s = format!(
+        "  shards: shuffle buffer {} (first taken at {}), {} reader streams\n",
+        d.shuffle_buffer, d.shuffle_initial, d.workers
+    );
+    let mut splits = vec![("train", &d.train), ("test", &d.test)];
+    if let Some(v) = &d.val {
+        splits.insert(1, ("val", v));
+    }
+    for (what, pattern) in splits {
+        match crate::data::webdataset::count(&d.root, pattern) {
+            Ok((shards, Some(n))) => {
+                s += &format!(
+                    "  {what}: {} samples in {shards} shards ({pattern})\n",
+                    group(n)
+                );
+                if what == "train" {
+                    let n = (n as f64 * (1.0 - d.val_fraction)).round() as usize;
+                    let n = d.train_limit.map_or(n, |m| m.min(n));
+                    let per_epoch = n / t.batch_size.max(1);
+                    let total = per_epoch * t.epochs;
+                    let total = t.max_steps.map_or(total, |m| m.min(total));
+                    s += &format!(
+                        "  an epoch: {} steps of {} images; the run: {} steps\n",
+                        group(per_epoch),
+                        t.batch_size,
+                        group(total)
+                    );
+                }
+            }
+            Ok((shards, None)) => {
+                s += &format!(
+                    "  {what}: {shards} shards ({pattern}); samples unknown without an index \
+                     beside them (`vit-train shards` writes PREFIX.index.json)\n"
+                )
+            }
+            Err(e) => s += &format!("  {what}: not readable here: {e:#}\n"),
+        }
+    }
+    s
 }

@@ -9,7 +9,7 @@ use vit_model::weights::save_safetensors;
 use vit_train::cli::{Cli, Command, EvalArgs, ExportArgs, FinetuneArgs, RecipeArgs, TrainArgs};
 use vit_train::config::Config;
 use vit_train::data::transforms::Transform;
-use vit_train::data::{image_folder, load_split};
+use vit_train::data::{image_folder, load_split, webdataset};
 use vit_train::eval::evaluate;
 use vit_train::train::{Ending, Interrupt, RunOptions, Start, Trainer, checkpoint};
 
@@ -199,15 +199,34 @@ fn eval_weights(args: &EvalArgs) -> Result<(vit_train::eval::EvalReport, Vec<Str
         loaded.transform.on_bad_image = vit_train::config::OnBadImage::Skip;
     }
     let split = args.split.as_deref().unwrap_or("val");
-    let dir = root.join(split);
-    let mut set = image_folder::load(&dir, loaded.shape)?;
+    let k = loaded.model.config.num_classes;
+    let pattern = root.to_string_lossy();
+    let (dir, mut set) = if webdataset::is_shard_pattern(&pattern) {
+        // Shards: their folder's classes.txt names the classes, else they are numbered.
+        let first = webdataset::pattern::expand(&pattern)?.remove(0);
+        let folder = std::path::Path::new(&first)
+            .parent()
+            .unwrap_or(std::path::Path::new("."));
+        let classes = webdataset::read_classes(folder)?
+            .unwrap_or_else(|| (0..k).map(|i| i.to_string()).collect());
+        let set = webdataset::load(
+            std::path::Path::new(""),
+            &pattern,
+            loaded.shape,
+            Some(classes),
+        )?;
+        (root.clone(), set)
+    } else {
+        let dir = root.join(split);
+        let set = image_folder::load(&dir, loaded.shape)?;
+        (dir, set)
+    };
     // A model id's label names are its classes' names (the folders only order them).
     if loaded.classes.len() == set.classes.len()
         && loaded.classes.iter().any(|c| c.parse::<usize>().is_err())
     {
         set.classes = loaded.classes.clone();
     }
-    let k = loaded.model.config.num_classes;
     if set.classes.len() != k {
         bail!(
             "{} has {} class folders but the weights' head has {k} classes",
@@ -240,6 +259,37 @@ fn eval_weights(args: &EvalArgs) -> Result<(vit_train::eval::EvalReport, Vec<Str
         &loaded.device,
     )?;
     Ok((report, set.classes.clone(), what))
+}
+
+fn run_shards(args: vit_train::cli::ShardsArgs) -> Result<()> {
+    use vit_train::data::webdataset::write::{WriteOptions, parse_size, write_shards};
+    let prefix = match &args.prefix {
+        Some(p) => p.clone(),
+        None => args
+            .from
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .context("--from has no folder name; pass --prefix")?,
+    };
+    let options = WriteOptions {
+        shard_bytes: parse_size(&args.shard_size).context("--shard-size")?,
+        max_side: args.max_side,
+        prefix: prefix.clone(),
+        seed: args.seed,
+    };
+    let w = write_shards(&args.from, &args.out, &options)?;
+    println!(
+        "{} samples ({} re-encoded) in {} shards, {:.1} MB: {}/{prefix}-{{{:06}..{:06}}}.tar \
+         (index {prefix}.index.json, classes.txt)",
+        w.samples,
+        w.reencoded,
+        w.shards.len(),
+        w.bytes as f64 / 1e6,
+        args.out.display(),
+        0,
+        w.shards.len().saturating_sub(1)
+    );
+    Ok(())
 }
 
 fn run() -> Result<ExitCode> {
@@ -293,6 +343,7 @@ fn run() -> Result<ExitCode> {
             }
             Ok(())
         }
+        Some(Command::Shards(args)) => run_shards(args),
         Some(Command::Models(args)) => {
             print!("{}", vit_train::models::list(args.pattern.as_deref()));
             Ok(())

@@ -15,7 +15,7 @@ use vit_model::{
 };
 
 use crate::cli::{ModelArgs, PredictArgs, parse_size};
-use crate::config::{DataFormat, Decoder, ModelSection, OnBadImage};
+use crate::config::{Decoder, ModelSection, OnBadImage};
 use crate::data::Source;
 use crate::data::transforms::Transform;
 use crate::eval::images_tensor;
@@ -132,7 +132,7 @@ fn from_checkpoint(dir: &Path, args: &ModelArgs) -> Result<Loaded> {
         None => (0..c.num_classes).map(|i| i.to_string()).collect(),
     };
     let mut transform = Transform::evaluation(data);
-    if data.format != DataFormat::ImageFolder {
+    if !data.format.is_encoded() {
         transform.eval = Preprocessing {
             crop_pct: 1.0,
             crop_mode: CropMode::Squash,

@@ -85,6 +85,18 @@ pub enum DataFormat {
     Cifar100,
     /// One folder per class of image files.
     ImageFolder,
+    /// WebDataset tar shards: `data.train` / `data.test` / `data.val` are shard patterns
+    /// (`train-{000000..000146}.tar`, `{a,b}` lists), relative to `data.root`.
+    #[serde(rename = "webdataset")]
+    WebDataset,
+}
+
+impl DataFormat {
+    /// Formats of encoded images of any size, which go through timm's pipeline (decode,
+    /// random-resized crop, evaluation resize and crop).
+    pub fn is_encoded(self) -> bool {
+        matches!(self, DataFormat::ImageFolder | DataFormat::WebDataset)
+    }
 }
 
 /// What to do with an image file that cannot be decoded.
@@ -172,6 +184,14 @@ pub struct DataSection {
     /// Memory budget of the cache, MiB.
     #[serde(default = "default_cache_mb")]
     pub cache_mb: usize,
+    /// WebDataset shards: the shuffle buffer mixing samples across shards (samples). Default
+    /// 8192, timm's `reader_wds`.
+    #[serde(default = "default_shuffle_buffer")]
+    pub shuffle_buffer: usize,
+    /// WebDataset shards: samples in the buffer before the first one is taken. Default 2048,
+    /// timm's.
+    #[serde(default = "default_shuffle_initial")]
+    pub shuffle_initial: usize,
     /// Training augmentation.
     #[serde(default)]
     pub augment: AugmentSection,
@@ -182,6 +202,12 @@ fn default_cache_max_side() -> usize {
 }
 fn default_cache_mb() -> usize {
     4096
+}
+fn default_shuffle_buffer() -> usize {
+    crate::data::webdataset::order::SHUFFLE_BUFFER
+}
+fn default_shuffle_initial() -> usize {
+    crate::data::webdataset::order::SHUFFLE_INITIAL
 }
 
 impl DataSection {
@@ -451,7 +477,7 @@ impl Config {
     /// config (`data.crop_pct`, `crop_mode`, `interpolation`), so that the saved recipe says
     /// what the run used.
     pub fn resolve_defaults(&mut self) {
-        if self.data.format != DataFormat::ImageFolder {
+        if !self.data.format.is_encoded() {
             return;
         }
         let p = self.data.preprocessing(self.model.preset.as_deref());

@@ -154,6 +154,20 @@ fn data(r: &mut Rules, config: &Config, model: Option<&VitConfig>) {
     if d.cache_mb == 0 {
         r.fail("data.cache_mb", 0, "must be a positive number of MiB");
     }
+    if d.shuffle_buffer == 0 {
+        r.fail(
+            "data.shuffle_buffer",
+            0,
+            "must be a positive number of samples",
+        );
+    }
+    if d.shuffle_initial == 0 || d.shuffle_initial > d.shuffle_buffer.max(1) {
+        r.fail(
+            "data.shuffle_initial",
+            d.shuffle_initial,
+            format!("must be in [1, data.shuffle_buffer = {}]", d.shuffle_buffer),
+        );
+    }
     if let Err(e) = d.decoder.resolve() {
         r.fail("data.decoder", "\"turbojpeg\"", format!("{e:#}"));
     }

@@ -83,6 +83,34 @@ pub fn plan(n: usize, batch_size: usize, mode: Mode, drop_last: bool) -> Vec<Vec
         .collect()
 }
 
+/// The batches of one training epoch of `set`: [`plan`]'s shuffle, or for WebDataset shards
+/// a webdataset pipeline's order (shards shuffled, read by `streams` readers, mixed by a
+/// shuffle buffer of `buffer` samples filled to `initial` first; `webdataset::order`).
+pub fn train_plan(
+    set: &ImageSet,
+    batch_size: usize,
+    mode: Mode,
+    (streams, buffer, initial): (usize, usize, usize),
+) -> Vec<Vec<usize>> {
+    let (crate::data::Pixels::Shards { shard_of, .. }, Mode::Train { seed, epoch, .. }) =
+        (&set.pixels, mode)
+    else {
+        return plan(set.len(), batch_size, mode, true);
+    };
+    let n_shards = shard_of.iter().max().map_or(0, |&m| m as usize + 1);
+    let mut shards = vec![Vec::new(); n_shards];
+    for (i, &s) in shard_of.iter().enumerate() {
+        shards[s as usize].push(i);
+    }
+    let order =
+        crate::data::webdataset::order::epoch_order(&shards, streams, buffer, initial, seed, epoch);
+    order
+        .chunks(batch_size)
+        .filter(|c| c.len() == batch_size)
+        .map(|c| c.to_vec())
+        .collect()
+}
+
 /// Makes batch number `number` of the plan. An image that cannot be read stops the batch
 /// with an error naming its file, or with `on_bad_image = "skip"` is left out of it and
 /// reported in `skipped`; a batch left with no image at all is an error.

@@ -13,6 +13,7 @@ pub mod resize;
 pub mod transforms;
 #[cfg(feature = "turbojpeg")]
 pub mod turbo;
+pub mod webdataset;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,6 +37,41 @@ pub enum Pixels {
         paths: Vec<PathBuf>,
         cache: Option<Vec<Arc<pixmap::Pixmap>>>,
     },
+    /// Images inside WebDataset tar shards, read from there when a batch needs them;
+    /// `shard_of[i]`: the shard (in the pattern's order) image `i` comes from.
+    Shards {
+        members: Vec<Member>,
+        shard_of: Vec<u32>,
+    },
+}
+
+/// An image stored as a member of a tar shard: where its bytes are.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub shard: Arc<PathBuf>,
+    /// Offset of the member's data in the shard, and its size.
+    pub offset: u64,
+    pub size: u64,
+    /// The member's name in the shard (`KEY.jpg`).
+    pub name: Box<str>,
+}
+
+impl Member {
+    /// Reads the member's bytes (one positioned read; nothing else of the shard).
+    pub fn read(&self) -> Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::File::open(&*self.shard)
+            .with_context(|| format!("cannot open shard {}", self.shard.display()))?;
+        let mut buf = vec![0u8; self.size as usize];
+        f.read_exact_at(&mut buf, self.offset)
+            .with_context(|| format!("cannot read {}", self.path().display()))?;
+        Ok(buf)
+    }
+
+    /// `SHARD.tar/KEY.jpg`: how messages name it.
+    pub fn path(&self) -> PathBuf {
+        self.shard.join(&*self.name)
+    }
 }
 
 /// One image as the transforms receive it.
@@ -46,6 +82,8 @@ pub enum Source<'a> {
     Decoded(&'a pixmap::Pixmap, &'a Path),
     /// An image file, to be read and decoded.
     File(&'a Path),
+    /// An image inside a tar shard, to be read and decoded.
+    Member(&'a Member),
 }
 
 /// A labelled image set of `[c, h, w]` images.
@@ -92,7 +130,7 @@ impl ImageSet {
         Self::with_pixels(Pixels::Files { paths, cache: None }, labels, shape, classes)
     }
 
-    fn with_pixels(
+    pub(crate) fn with_pixels(
         pixels: Pixels,
         labels: Vec<u32>,
         shape: [usize; 3],
@@ -130,6 +168,7 @@ impl ImageSet {
                 cache: Some(c),
             } => Source::Decoded(&c[i], &paths[i]),
             Pixels::Files { paths, cache: None } => Source::File(&paths[i]),
+            Pixels::Shards { members, .. } => Source::Member(&members[i]),
         }
     }
 
@@ -146,7 +185,7 @@ impl ImageSet {
     pub fn path(&self, i: usize) -> Option<&Path> {
         match &self.pixels {
             Pixels::Files { paths, .. } => Some(&paths[i]),
-            Pixels::Memory(_) => None,
+            Pixels::Memory(_) | Pixels::Shards { .. } => None,
         }
     }
 
@@ -166,6 +205,10 @@ impl ImageSet {
                 cache: cache
                     .as_ref()
                     .map(|c| indices.iter().map(|&i| c[i].clone()).collect()),
+            },
+            Pixels::Shards { members, shard_of } => Pixels::Shards {
+                members: indices.iter().map(|&i| members[i].clone()).collect(),
+                shard_of: indices.iter().map(|&i| shard_of[i]).collect(),
             },
         };
         Self {
@@ -218,6 +261,24 @@ fn load_raw(data: &DataSection, model: &VitConfig, split: &str) -> Result<ImageS
                 classes,
             )?
         }
+        DataFormat::WebDataset => {
+            let [h, w] = model.image_size;
+            let set = webdataset::load(
+                &data.root,
+                split,
+                [model.in_channels, h, w],
+                data.classes.clone(),
+            )?;
+            if set.classes.len() != model.num_classes {
+                bail!(
+                    "the shards of `{split}` in {} have {} classes but model.num_classes is {}",
+                    data.root.display(),
+                    set.classes.len(),
+                    model.num_classes
+                );
+            }
+            set
+        }
         DataFormat::ImageFolder => {
             let [h, w] = model.image_size;
             let set = image_folder::load(&data.root.join(split), [model.in_channels, h, w])?;
@@ -240,7 +301,7 @@ fn load_raw(data: &DataSection, model: &VitConfig, split: &str) -> Result<ImageS
 pub fn fit(set: ImageSet, data: &DataSection, model: &VitConfig) -> Result<ImageSet> {
     let want = [model.in_channels, model.image_size[0], model.image_size[1]];
     // Image files are made to the model's shape by the transforms.
-    if set.shape == want || matches!(set.pixels, Pixels::Files { .. }) {
+    if set.shape == want || matches!(set.pixels, Pixels::Files { .. } | Pixels::Shards { .. }) {
         return Ok(set);
     }
     let convertible = set.shape[0] == want[0] || (set.shape[0] == 1 && want[0] == 3);

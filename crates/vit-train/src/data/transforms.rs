@@ -271,6 +271,14 @@ impl Transform {
             .with_context(|| format!("cannot decode image {}", path.display()))
     }
 
+    /// Reads and decodes an image inside a tar shard.
+    pub fn load_member(&self, m: &crate::data::Member, channels: usize) -> Result<Pixmap> {
+        let data = m.read()?;
+        Ok(decode(&data, channels, None, self.decoder)
+            .with_context(|| format!("cannot decode image {}", m.path().display()))?
+            .0)
+    }
+
     /// timm's evaluation geometry of an image: resized (Pillow's antialiased filter) and
     /// centre-cropped to `size` (`[h, w]`); `border` pads with the mean colour.
     pub fn eval_pixmap(&self, img: &Pixmap, size: [usize; 2]) -> Pixmap {
@@ -323,6 +331,7 @@ impl Transform {
             }
             Source::Decoded(img, _) => self.eval_pixmap(img, [h, w]),
             Source::File(path) => self.eval_pixmap(&self.load_file(path, c, None)?.0, [h, w]),
+            Source::Member(m) => self.eval_pixmap(&self.load_member(m, c)?, [h, w]),
         };
         Ok(img.to_normalized_chw(&self.mean, &self.std))
     }
@@ -341,6 +350,7 @@ impl Transform {
             return Ok(match src {
                 Source::Decoded(img, _) => self.eval_pixmap(img, [h, w]),
                 Source::File(path) => self.eval_pixmap(&self.load_file(path, c, None)?.0, [h, w]),
+                Source::Member(m) => self.eval_pixmap(&self.load_member(m, c)?, [h, w]),
                 Source::Fixed(px) => Pixmap::from_chw(px, shape),
             });
         };
@@ -354,6 +364,12 @@ impl Transform {
                     .with_context(|| format!("cannot decode image {}", path.display()))?;
                 return self.rrc_file(path, &data, dims, shape, scale, ratio, rng);
             }
+            Source::Member(m) => {
+                let (data, path) = (m.read()?, m.path());
+                let dims = dimensions(&data)
+                    .with_context(|| format!("cannot decode image {}", path.display()))?;
+                return self.rrc_file(&path, &data, dims, shape, scale, ratio, rng);
+            }
             Source::Fixed(_) => (w, h),
         };
         let r = rrc_draw(iw, ih, scale, ratio, rng);
@@ -361,7 +377,7 @@ impl Transform {
         Ok(match src {
             Source::Decoded(img, _) => resize_region(img, r, w, h, filter),
             Source::Fixed(px) => resize_region(&Pixmap::from_chw(px, shape), r, w, h, filter),
-            Source::File(_) => unreachable!("handled above"),
+            Source::File(_) | Source::Member(_) => unreachable!("handled above"),
         })
     }
 

@@ -24,7 +24,7 @@ use super::optim::{self, LayerDecay};
 use super::{RunOptions, Summary, schedule, step, step_counts};
 use crate::config::Config;
 use crate::data::image_folder::CacheReport;
-use crate::data::loader::{Batch, Loader, Mode, mix_seed, plan};
+use crate::data::loader::{Batch, Loader, Mode, mix_seed, train_plan};
 use crate::data::transforms::Transform;
 use crate::data::{ImageSet, load_splits};
 use crate::eval::{EvalReport, evaluate};
@@ -243,7 +243,9 @@ impl Trainer {
             epoch: self.state.epoch,
             smoothing: t.label_smoothing,
         };
-        let batches = plan(self.data.train.len(), t.batch_size, mode, true);
+        let d = &self.config.data;
+        let streams = (d.workers, d.shuffle_buffer, d.shuffle_initial);
+        let batches = train_plan(&self.data.train, t.batch_size, mode, streams);
         let n = batches.len();
         let loader = Loader::new(
             self.data.train.clone(),
