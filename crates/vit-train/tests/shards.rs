@@ -285,7 +285,52 @@ fn training_on_shards_resumes_exactly_mid_epoch() {
     assert!(ok, "{err}");
     assert!(out.contains("done: 12 steps"), "{out}");
     assert_eq!(losses(&split), losses(&straight));
+    // Killed (SIGKILL) in the middle of the second epoch, a checkpoint every step: resumed from
+    // whatever checkpoint it left, the same losses.
+    let killed = dir.join("killed");
+    let a = args(&killed, &["--set", "train.checkpoint_every=1"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vit-train"))
+        .args(&a)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !losses_so_far(&killed).iter().any(|&(s, _)| s == 6) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before step 6"
+        );
+        assert!(start.elapsed().as_secs() < 120, "no step 6");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let at = vit_train::train::checkpoint::read_state(
+        &vit_train::train::checkpoint::resolve(&killed).unwrap(),
+    )
+    .unwrap()
+    .step;
+    assert!(at < 12, "killed before the end (checkpoint of step {at})");
+    let (ok, _, err) = vit_train(&["--resume", killed.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert_eq!(losses(&killed), losses(&straight));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// (step, loss) of the train lines logged so far (a torn last line ignored).
+fn losses_so_far(run: &Path) -> Vec<(usize, f64)> {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["split"] == "train")
+        .map(|v| {
+            (
+                v["step"].as_u64().unwrap() as usize,
+                v["loss"].as_f64().unwrap(),
+            )
+        })
+        .collect()
 }
 
 /// Bad shards: errors naming the shard (and the sample), never a panic.
