@@ -151,7 +151,6 @@ pub fn describe(config: &Config) -> Result<String> {
 /// epoch of the training split is in steps.
 fn image_folder_counts(config: &Config) -> String {
     let d = &config.data;
-    let t = &config.train;
     let p = d.preprocessing(config.model.preset.as_deref());
     let mut s = format!(
         "  evaluation transform: crop_pct {}, crop_mode {}, interpolation {}; decoder {}; cache {} \
@@ -186,19 +185,7 @@ fn image_folder_counts(config: &Config) -> String {
                     }
                 );
                 if what == "train" {
-                    let n = (l.items.len() as f64 * (1.0 - d.val_fraction)).round() as usize;
-                    let n = d.train_limit.map_or(n, |m| m.min(n));
-                    let per_epoch = n / t.batch_size.max(1);
-                    let total = per_epoch * t.epochs;
-                    let total = t.max_steps.map_or(total, |m| m.min(total));
-                    s += &format!(
-                        "  an epoch: {} steps of {} images ({} micro-batches of {}); the run: {} steps\n",
-                        group(per_epoch),
-                        t.batch_size,
-                        t.accum_steps,
-                        t.batch_size / t.accum_steps.max(1),
-                        group(total)
-                    );
+                    s += &epoch_line(config, l.items.len());
                 }
             }
             Err(e) => s += &format!("  {what}: not readable here: {e:#}\n"),
@@ -224,7 +211,6 @@ pub fn group(n: usize) -> String {
 /// read), and what an epoch of the training split is in steps.
 fn shard_counts(config: &Config) -> String {
     let d = &config.data;
-    let t = &config.train;
     let mut s = format!(
         "  shards: shuffle buffer {} (first taken at {}), {} reader streams\n",
         d.shuffle_buffer, d.shuffle_initial, d.workers
@@ -241,17 +227,7 @@ fn shard_counts(config: &Config) -> String {
                     group(n)
                 );
                 if what == "train" {
-                    let n = (n as f64 * (1.0 - d.val_fraction)).round() as usize;
-                    let n = d.train_limit.map_or(n, |m| m.min(n));
-                    let per_epoch = n / t.batch_size.max(1);
-                    let total = per_epoch * t.epochs;
-                    let total = t.max_steps.map_or(total, |m| m.min(total));
-                    s += &format!(
-                        "  an epoch: {} steps of {} images; the run: {} steps\n",
-                        group(per_epoch),
-                        t.batch_size,
-                        group(total)
-                    );
+                    s += &epoch_line(config, n);
                 }
             }
             Ok((shards, None)) => {
@@ -264,4 +240,22 @@ fn shard_counts(config: &Config) -> String {
         }
     }
     s
+}
+
+/// What an epoch of a training split of `n` images is in steps, and the run.
+fn epoch_line(config: &Config, n: usize) -> String {
+    let (d, t) = (&config.data, &config.train);
+    let n = (n as f64 * (1.0 - d.val_fraction)).round() as usize;
+    let n = d.train_limit.map_or(n, |m| m.min(n));
+    let per_epoch = n / t.batch_size.max(1);
+    let total = per_epoch * t.epochs;
+    let total = t.max_steps.map_or(total, |m| m.min(total));
+    format!(
+        "  an epoch: {} steps of {} images ({} micro-batches of {}); the run: {} steps\n",
+        group(per_epoch),
+        t.batch_size,
+        t.accum_steps,
+        t.batch_size / t.accum_steps.max(1),
+        group(total)
+    )
 }

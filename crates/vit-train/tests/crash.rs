@@ -443,23 +443,9 @@ fn ended(run: &Path) -> Option<(usize, String)> {
 /// saying so, where that Python has no tensorboard, unless VIT_REQUIRE_TENSORBOARD=1 (CI).
 fn tensorboard_equals_metrics(run: &Path) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let python = root.join("xtask/.venv/bin/python");
-    let has = Command::new(&python)
-        .args(["-c", "import tensorboard"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has {
-        assert!(
-            std::env::var_os("VIT_REQUIRE_TENSORBOARD").is_none_or(|v| v != "1"),
-            "VIT_REQUIRE_TENSORBOARD=1 but {} cannot import tensorboard",
-            python.display()
-        );
-        eprintln!(
-            "skipped: no tensorboard in {} (pip install tensorboard)",
-            python.display()
-        );
+    let Some(python) = xtask_python_with("tensorboard", "VIT_REQUIRE_TENSORBOARD") else {
         return;
-    }
+    };
     let out = Command::new(&python)
         .arg(root.join("xtask/python/tensorboard_fixtures.py"))
         .arg("read")

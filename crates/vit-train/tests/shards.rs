@@ -35,27 +35,9 @@ fn ours(pattern: &str) -> Vec<(String, u32, String)> {
     out
 }
 
-/// The xtask venv's Python with `webdataset`, or `None` (then the interop half is skipped,
-/// saying so, unless VIT_REQUIRE_WEBDATASET=1, as in CI).
+/// The xtask venv's Python with `webdataset` (CI: required).
 fn webdataset_python() -> Option<PathBuf> {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../xtask/.venv/bin/python");
-    let has = Command::new(&python)
-        .args(["-c", "import webdataset"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has {
-        assert!(
-            std::env::var_os("VIT_REQUIRE_WEBDATASET").is_none_or(|v| v != "1"),
-            "VIT_REQUIRE_WEBDATASET=1 but {} cannot import webdataset",
-            python.display()
-        );
-        eprintln!(
-            "skipped: no webdataset in {} (pip install webdataset)",
-            python.display()
-        );
-        return None;
-    }
-    Some(python)
+    xtask_python_with("webdataset", "VIT_REQUIRE_WEBDATASET")
 }
 
 fn python_check(python: &Path, args: &[&str]) -> Vec<(String, u32, String)> {

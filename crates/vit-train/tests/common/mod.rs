@@ -108,3 +108,26 @@ pub fn losses(run: &Path) -> Vec<(usize, f64)> {
         .map(|m| (m.step, m.loss))
         .collect()
 }
+
+/// xtask's venv Python when it can import `module`; otherwise `None`, after saying the test
+/// part is skipped, unless `require_var=1` is set (CI), which makes it a failure.
+pub fn xtask_python_with(module: &str, require_var: &str) -> Option<PathBuf> {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../xtask/.venv/bin/python");
+    let has = Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if has {
+        return Some(python);
+    }
+    assert!(
+        std::env::var_os(require_var).is_none_or(|v| v != "1"),
+        "{require_var}=1 but {} cannot import {module}",
+        python.display()
+    );
+    eprintln!(
+        "skipped: no {module} in {} (pip install {module})",
+        python.display()
+    );
+    None
+}
