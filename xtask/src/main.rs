@@ -179,6 +179,15 @@ fn main() -> Result<()> {
                     out.as_os_str(),
                 ],
             )?;
+            // BiT, the ResNet baseline: parameter counts, parity, gradients, the BiT layout.
+            python::run(
+                &python,
+                &[
+                    root.join("xtask/python/bit_fixtures.py").as_os_str(),
+                    "--out".as_ref(),
+                    out.as_os_str(),
+                ],
+            )?;
             // `vit-train inspect`: rollout, attention distance, posemb similarity, PCA.
             python::run(
                 &python,

@@ -4,7 +4,7 @@ use burn::config::Config;
 use serde::{Deserialize, Serialize};
 
 use crate::error::VitError;
-use crate::hybrid::ResNetConfig;
+use crate::resnet::ResNetConfig;
 
 /// How the encoder output is reduced to one vector per image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,11 +10,11 @@ pub enum VitError {
     InputShape { got: Vec<usize>, expected: String },
 
     /// An unknown preset name.
-    #[error("unknown ViT preset `{name}`; known presets: {known}")]
+    #[error("unknown preset `{name}`; known presets: {known}")]
     UnknownPreset { name: String, known: String },
 
     /// A configuration that cannot describe a model.
-    #[error("invalid ViT config: {0}")]
+    #[error("invalid model config: {0}")]
     InvalidConfig(String),
 
     /// An unknown backend or device name.

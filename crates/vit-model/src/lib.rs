@@ -34,7 +34,6 @@ pub mod drop_path;
 pub mod error;
 pub mod fused;
 pub mod hub;
-pub mod hybrid;
 pub mod layer_scale;
 pub mod mlp;
 pub mod norm;
@@ -42,6 +41,7 @@ pub mod patch_embed;
 pub mod pos_embed;
 pub mod preprocessing;
 pub mod preset;
+pub mod resnet;
 pub mod vit;
 pub mod weights;
 

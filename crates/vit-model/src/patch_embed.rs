@@ -7,7 +7,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::{Device, Tensor};
 
 use crate::config::VitConfig;
-use crate::hybrid::ResNetV2;
+use crate::resnet::ResNetV2;
 
 /// `patch_embed` of timm: `proj` is a Conv2d(C -> D, kernel = stride = patch); a hybrid
 /// (timm `HybridEmbed`) runs `backbone` first, and `proj` sees its feature map.

@@ -2,7 +2,7 @@
 
 use crate::config::VitConfig;
 use crate::error::VitError;
-use crate::hybrid::ResNetConfig;
+use crate::resnet::ResNetConfig;
 
 /// One row of the paper's Table 1 (plus timm's Tiny and the DINOv2 /14 shapes): `(timm stem, patch, D, depth, heads, MLP)`.
 const VARIANTS: &[(&str, usize, usize, usize, usize, usize)] = &[

@@ -47,7 +47,7 @@ pub struct VisionTransformer {
 
 /// Reads every float parameter once, so that lazily initialised ones draw their values now,
 /// in module order, on the device they were declared on.
-struct Materialize;
+pub(crate) struct Materialize;
 
 impl ModuleVisitor for Materialize {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {

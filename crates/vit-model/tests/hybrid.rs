@@ -6,7 +6,7 @@ mod common;
 
 use burn::tensor::{Device, TensorData};
 use common::*;
-use vit_model::hybrid::{ResNetConfig, StdConvStyle};
+use vit_model::resnet::{ResNetConfig, StdConvStyle};
 use vit_model::weights::{read_safetensors, save_safetensors, state_dict};
 use vit_model::{PretrainedOptions, ResampleMode, VitConfig, load_pretrained};
 

@@ -18,7 +18,7 @@ use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use vit_model::hybrid::ResNetConfig;
+use vit_model::resnet::ResNetConfig;
 use vit_model::weights::{StateDict, state_dict};
 use vit_model::{VitConfig, device_from_name, fused};
 use vit_train::config::{OptimizerKind, TrainSection};

@@ -7,6 +7,7 @@
 //! own `checkpoint_filter_fn` does, so the model never knows where weights came from.
 //! [`load_pretrained`] does both and adapts the model to the checkpoint (head, grid).
 
+mod bit_npz;
 mod format;
 mod hf;
 mod jax;
@@ -17,12 +18,16 @@ mod pytorch;
 mod safetensors;
 mod state_dict;
 
+pub use bit_npz::{bit_to_timm, read_bit_weights};
 pub use format::{WeightFormat, read_container, read_weights};
 pub use npz::read_npz;
 pub use pretrained::{PretrainedOptions, load_pretrained};
 pub use pytorch::read_pytorch;
 pub use safetensors::{load_safetensors, read_safetensors, save_safetensors, write_safetensors};
-pub use state_dict::{StateDict, load_state_dict, param_ids, set_param_ids, state_dict};
+pub use state_dict::{
+    StateDict, load_module_state_dict, load_state_dict, module_state_dict, param_ids,
+    set_param_ids, state_dict,
+};
 
 /// A tensor read from a file: its values must fill its shape (a malformed file can say
 /// otherwise); the error names the tensor.

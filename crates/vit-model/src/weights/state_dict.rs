@@ -20,7 +20,7 @@ struct KeyMap {
 }
 
 /// Tracks the module path during a traversal and names each parameter as timm does.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct PathTracker {
     names: Vec<String>,
     containers: Vec<String>,
@@ -129,8 +129,12 @@ impl ModuleVisitor for Walk {
 }
 
 fn walk(model: &VisionTransformer, with_data: bool) -> BTreeMap<String, Entry> {
+    walk_with(model, PathTracker::of(model), with_data)
+}
+
+fn walk_with<M: Module>(model: &M, path: PathTracker, with_data: bool) -> BTreeMap<String, Entry> {
     let mut w = Walk {
-        path: PathTracker::of(model),
+        path,
         with_data,
         entries: BTreeMap::new(),
     };
@@ -187,7 +191,17 @@ impl ModuleMapper for Rewrite {
 
 /// The model's parameters as a timm state dict (timm names and layouts, f32).
 pub fn state_dict(model: &VisionTransformer) -> StateDict {
-    walk(model, true)
+    module_state_dict_with(model, PathTracker::of(model))
+}
+
+/// Any of this crate's models (a [`BitResNet`](crate::resnet::BitResNet), ...) as a state dict
+/// under its module paths, which are timm's names (Linear weights as timm's `[out, in]`).
+pub fn module_state_dict<M: Module>(model: &M) -> StateDict {
+    module_state_dict_with(model, PathTracker::default())
+}
+
+fn module_state_dict_with<M: Module>(model: &M, path: PathTracker) -> StateDict {
+    walk_with(model, path, true)
         .into_iter()
         .map(|(k, e)| (k, e.data.expect("walked with data")))
         .collect()
@@ -199,7 +213,18 @@ pub fn load_state_dict(
     model: VisionTransformer,
     dict: StateDict,
 ) -> Result<VisionTransformer, VitError> {
-    let expected = walk(&model, false);
+    let path = PathTracker::of(&model);
+    load_with(model, dict, path)
+}
+
+/// [`load_state_dict`] for any of this crate's models, by module path (see
+/// [`module_state_dict`]).
+pub fn load_module_state_dict<M: Module>(model: M, dict: StateDict) -> Result<M, VitError> {
+    load_with(model, dict, PathTracker::default())
+}
+
+fn load_with<M: Module>(model: M, dict: StateDict, path: PathTracker) -> Result<M, VitError> {
+    let expected = walk_with(&model, path.clone(), false);
     let mut problems = Vec::new();
     for (key, Entry { shape, .. }) in &expected {
         match dict.get(key) {
@@ -222,7 +247,6 @@ pub fn load_state_dict(
     if !problems.is_empty() {
         return Err(VitError::WeightsMismatch { problems });
     }
-    let path = PathTracker::of(&model);
     Ok(model.map(&mut Rewrite {
         path,
         values: dict,

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
-use vit_model::hybrid::ResNetConfig;
+use vit_model::resnet::ResNetConfig;
 use vit_model::weights::{StateDict, load_safetensors, read_safetensors};
 use vit_model::{Pool, VisionTransformer, VitConfig};
 

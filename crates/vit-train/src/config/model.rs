@@ -17,7 +17,7 @@ use serde::de::{self, DeserializeOwned, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use toml::{Table as Map, Value};
 use vit_model::VitConfig;
-use vit_model::hybrid::ResNetConfig;
+use vit_model::resnet::ResNetConfig;
 
 /// The architecture: the preset it started from (for readers) and the full config.
 #[derive(Debug, Clone, PartialEq)]

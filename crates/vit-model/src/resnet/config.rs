@@ -1,7 +1,7 @@
 //! [`ResNetConfig`]: the hybrid's ResNet as numbers (stages, widths, norms, epsilons), what
 //! follows from them (strides, feature size, parameters, FLOPs), and the conv and norm layers
 //! it makes. The blocks built from it ([`super::stem`], [`super::bottleneck`]) and the
-//! backbone ([`super::resnet`]) import it; it imports only the layers below them.
+//! backbone ([`super::backbone`]) import it; it imports only the layers below them.
 
 use burn::config::Config;
 use burn::tensor::Device;

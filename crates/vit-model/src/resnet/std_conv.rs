@@ -21,7 +21,8 @@ pub enum StdConvStyle {
 }
 
 /// timm's `StdConv2dSame` without bias: a convolution with TF "SAME" padding whose kernel is
-/// standardised per output channel with the biased variance.
+/// standardised per output channel with the biased variance; with
+/// [`with_fixed_padding`](Self::with_fixed_padding), timm's `StdConv2d` (BiT's) instead.
 #[derive(Module, Debug)]
 pub struct StdConv2d {
     /// Kernel `[out, in, kh, kw]` (PyTorch layout), before standardisation.
@@ -31,6 +32,9 @@ pub struct StdConv2d {
     /// `true`: JAX's `(w - mean) / (std + eps)`; `false`: timm's (a plain flag: module fields
     /// are tensors, modules or primitives).
     jax_style: bool,
+    /// `true`: TF "SAME" padding from the input's size (the hybrid); `false`: PyTorch's
+    /// symmetric `((stride - 1) + (k - 1)) / 2` (timm's `get_padding`, BiT).
+    same: bool,
 }
 
 impl StdConv2d {
@@ -54,7 +58,15 @@ impl StdConv2d {
             stride,
             eps,
             jax_style: style == StdConvStyle::Jax,
+            same: true,
         }
+    }
+
+    /// The same convolution with PyTorch's symmetric padding, `((stride - 1) + (k - 1)) / 2`
+    /// on each side (timm's `StdConv2d`, as BiT's models use it).
+    pub fn with_fixed_padding(mut self) -> Self {
+        self.same = false;
+        self
     }
 
     /// The kernel after standardisation, `[out, in, kh, kw]`.
@@ -74,17 +86,21 @@ impl StdConv2d {
 
     /// # Shapes
     /// - x: `[B, C_in, H, W]`
-    /// - output: `[B, C_out, ceil(H / stride), ceil(W / stride)]`
+    /// - output: `[B, C_out, ceil(H / stride), ceil(W / stride)]` ("SAME"; fixed padding:
+    ///   `(H + 2p - k) / stride + 1`)
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [_, _, h, w] = x.dims();
         let [_, _, kh, kw] = self.weight.dims();
         let s = self.stride;
-        let options = ConvOptions::new_with_padding(
-            [s, s],
-            [same_padding(h, kh, s), same_padding(w, kw, s)],
-            [1, 1],
-            1,
-        );
+        let pad = |size: usize, k: usize| {
+            if self.same {
+                same_padding(size, k, s)
+            } else {
+                let p = ((s - 1) + (k - 1)) / 2;
+                (p, p)
+            }
+        };
+        let options = ConvOptions::new_with_padding([s, s], [pad(h, kh), pad(w, kw)], [1, 1], 1);
         conv2d(x, self.standardized_weight(), None, options)
     }
 }
