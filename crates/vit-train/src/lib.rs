@@ -5,6 +5,7 @@ pub mod alloc;
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod devices;
 pub mod eval;
 pub mod info;
 pub mod inspect;

@@ -344,6 +344,10 @@ fn run() -> Result<ExitCode> {
             Ok(())
         }
         Some(Command::Shards(args)) => run_shards(args),
+        Some(Command::Devices(args)) => {
+            print!("{}", vit_train::devices::describe(args.json));
+            Ok(())
+        }
         Some(Command::Models(args)) => {
             print!("{}", vit_train::models::list(args.pattern.as_deref()));
             Ok(())

@@ -13,6 +13,44 @@ fn info_shows_timm_param_count_for_b16() {
     assert!(out.contains("tokens 197"), "{out}");
 }
 
+/// `devices` says what the binary has and what `auto` picks: here (CI) lavapipe is the only
+/// Vulkan device, a software rasterizer, which `auto` must pass over (VIT_EXPECT_GPU=0).
+#[test]
+fn devices_lists_the_backends_and_what_auto_picks() {
+    let (ok, out, err) = vit_train(&["devices", "--json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON object");
+    let compiled: Vec<&str> = v["compiled"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c.as_str())
+        .collect();
+    assert!(compiled.contains(&"flex"), "{compiled:?}");
+    assert_eq!(
+        compiled.contains(&"wgpu"),
+        cfg!(feature = "wgpu"),
+        "{compiled:?}"
+    );
+    let auto = v["auto"].as_str().unwrap();
+    let card = v["adapters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["card"].as_bool() == Some(true));
+    // `auto` is a card exactly when one was listed.
+    assert_eq!(auto != "cpu", card, "{v}");
+    if std::env::var("VIT_EXPECT_GPU").as_deref() == Ok("0") {
+        assert_eq!(auto, "cpu", "{v}");
+    }
+    let (ok, text, err) = vit_train(&["devices"]);
+    assert!(ok, "{err}");
+    assert!(
+        text.contains(&format!("--device auto picks: {auto}")),
+        "{text}"
+    );
+}
+
 #[test]
 fn bad_recipes_fail_without_a_backtrace() {
     let dir = temp_dir("cli-bad");

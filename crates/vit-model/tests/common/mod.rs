@@ -8,10 +8,15 @@ use vit_model::resnet::ResNetConfig;
 use vit_model::weights::{StateDict, load_safetensors, read_safetensors};
 use vit_model::{Pool, VisionTransformer, VitConfig};
 
+/// A fixture file: in `VIT_FIXTURES_DIR` where set (the GPU pack's test executables run away
+/// from the source tree they were built in), else in this crate's tests/fixtures.
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    match std::env::var_os("VIT_FIXTURES_DIR") {
+        Some(dir) => PathBuf::from(dir).join(name),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name),
+    }
 }
 
 pub fn io(case: &str) -> StateDict {
