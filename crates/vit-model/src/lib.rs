@@ -36,6 +36,7 @@ pub mod fused;
 pub mod hub;
 pub mod layer_scale;
 pub mod mlp;
+pub mod model;
 pub mod norm;
 pub mod patch_embed;
 pub mod pos_embed;
@@ -51,6 +52,7 @@ pub use device::{
     gpu_adapters, host_device, parse_device_name,
 };
 pub use error::VitError;
+pub use model::{Family, Model, ModelConfig, all_preset_names, load_pretrained_model};
 pub use pos_embed::{ResampleMode, resample_pos_embed};
 pub use preprocessing::{CropMode, Interpolation, Preprocessing};
 pub use vit::{VisionTransformer, VitOutput};

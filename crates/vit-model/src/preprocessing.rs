@@ -91,12 +91,28 @@ pub struct Preprocessing {
 }
 
 impl Preprocessing {
+    /// timm's config of the BiT ResNets (`resnetv2.py`'s `_cfg`, that of the 224-px
+    /// `goog_in21k` weights): mean and std 0.5 (Inception's), crop_pct 0.875, bilinear.
+    pub fn bit() -> Self {
+        Self {
+            mean: vec![0.5; 3],
+            std: vec![0.5; 3],
+            crop_pct: DEFAULT_CROP_PCT,
+            crop_mode: CropMode::Center,
+            interpolation: Interpolation::Bilinear,
+        }
+    }
+
     /// What timm's config of a preset's default weights says (`vision_transformer.py`'s and
     /// `vision_transformer_hybrid.py`'s `_cfg`): mean and std 0.5, bicubic, crop_pct 0.9 at
     /// 224 px; at 384 px crop_pct 1.0 with `squash` (the `augreg` 384 fine-tunes); the /14
     /// presets at 518 px are DINOv2's shape, whose config has ImageNet's mean and std and
-    /// crop_pct 1.0.
+    /// crop_pct 1.0. The BiT ResNets (`resnetv2_*_bit`, `bit_*`) have `resnetv2.py`'s `_cfg`,
+    /// that of their 224-px `goog_in21k` weights: mean and std 0.5, bilinear, crop_pct 0.875.
     pub fn for_preset(name: &str) -> Self {
+        if crate::resnet::bit_preset_names().contains(&name) {
+            return Self::bit();
+        }
         let res = name
             .rsplit('_')
             .next()

@@ -12,7 +12,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use common::*;
 use vit_model::resnet::{BitConfig, BitResNet, bit_preset, bit_preset_names};
 use vit_model::weights::{
-    StateDict, load_module_state_dict, module_state_dict, read_bit_weights, read_safetensors,
+    StateDict, load_state_dict, read_bit_weights, read_safetensors, state_dict,
 };
 
 /// The fixtures' two models (see bit_fixtures.py).
@@ -35,7 +35,7 @@ fn config(case: &str) -> BitConfig {
 fn load(case: &str, device: &Device) -> BitResNet {
     let model = config(case).try_init(device).unwrap();
     let dict = read_safetensors(&fixture(&format!("{case}.model.safetensors"))).unwrap();
-    load_module_state_dict(model, dict).unwrap()
+    load_state_dict(model, dict).unwrap()
 }
 
 #[test]
@@ -129,7 +129,7 @@ fn small_bits_gradients_match_pytorch() {
             }
         }
         model.visit(&mut Ids(&mut ids));
-        let names = module_state_dict(&model);
+        let names = state_dict(&model);
         let keys_in_order = model_keys_in_order(&model);
         assert_eq!(keys_in_order.len(), names.len());
         let keys = ids.into_iter().zip(keys_in_order).collect();
@@ -191,8 +191,7 @@ fn model_keys_in_order(model: &BitResNet) -> Vec<String> {
 fn the_bit_npz_layout_loads_to_timms_logits() {
     let device = Device::flex();
     let dict = read_bit_weights(&fixture("bit_tiny_48.bit.npz")).unwrap();
-    let model =
-        load_module_state_dict(config("bit_tiny_48").try_init(&device).unwrap(), dict).unwrap();
+    let model = load_state_dict(config("bit_tiny_48").try_init(&device).unwrap(), dict).unwrap();
     let io = read_safetensors(&fixture("bit_tiny_48.io.safetensors")).unwrap();
     let logits = model.forward(tensor::<4>(&io["input.48x48"], &device));
     let d = max_abs_diff(logits.into_data(), &io["logits.48x48"]);
@@ -206,7 +205,7 @@ fn the_state_dict_is_timms() {
     let device = Device::flex();
     let model = load("bit_small_40", &device);
     let want = read_safetensors(&fixture("bit_small_40.model.safetensors")).unwrap();
-    let got = module_state_dict(&model);
+    let got = state_dict(&model);
     assert_eq!(
         got.keys().collect::<Vec<_>>(),
         want.keys().collect::<Vec<_>>()
@@ -217,7 +216,7 @@ fn the_state_dict_is_timms() {
     // A wrong file is refused by name, and the model is not half-loaded.
     let mut bad = want.clone();
     bad.remove("stages.0.blocks.0.conv2.weight");
-    let e = load_module_state_dict(config("bit_small_40").try_init(&device).unwrap(), bad)
+    let e = load_state_dict(config("bit_small_40").try_init(&device).unwrap(), bad)
         .unwrap_err()
         .to_string();
     assert!(

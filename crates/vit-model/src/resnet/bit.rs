@@ -48,6 +48,9 @@ pub struct BitResNet {
     pub norm: GroupNormAct,
     /// Absent with `num_classes = 0`.
     pub head: Option<BitHead>,
+    /// The architecture it was built from.
+    #[module(skip)]
+    pub config: BitConfig,
 }
 
 impl BitConfig {
@@ -79,6 +82,7 @@ impl BitConfig {
         Ok(BitResNet {
             stem: FixedStem::new(self, device),
             stages,
+            config: self.clone(),
             norm: self.norm(f, device),
             head,
         })

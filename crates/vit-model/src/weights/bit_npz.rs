@@ -92,7 +92,19 @@ pub fn read_bit_weights(path: &std::path::Path) -> Result<StateDict, crate::VitE
             path: path.to_path_buf(),
             message: e,
         }),
-        None => Ok(dict),
+        // timm's names, perhaps under a wrapper (`model.`, `module.`).
+        None => {
+            let wrapper = dict
+                .keys()
+                .filter_map(|k| k.strip_suffix("stem.conv.weight"))
+                .min_by_key(|p| p.len())
+                .unwrap_or("")
+                .to_string();
+            Ok(dict
+                .into_iter()
+                .filter_map(|(k, v)| k.strip_prefix(&wrapper).map(|k| (k.to_string(), v)))
+                .collect())
+        }
     }
 }
 

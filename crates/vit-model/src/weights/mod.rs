@@ -24,10 +24,7 @@ pub use npz::read_npz;
 pub use pretrained::{PretrainedOptions, load_pretrained};
 pub use pytorch::read_pytorch;
 pub use safetensors::{load_safetensors, read_safetensors, save_safetensors, write_safetensors};
-pub use state_dict::{
-    StateDict, load_module_state_dict, load_state_dict, module_state_dict, param_ids,
-    set_param_ids, state_dict,
-};
+pub use state_dict::{StateDict, TimmNamed, load_state_dict, param_ids, set_param_ids, state_dict};
 
 /// A tensor read from a file: its values must fill its shape (a malformed file can say
 /// otherwise); the error names the tensor.

@@ -7,9 +7,8 @@ use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use super::state_dict::{StateDict, load_state_dict, state_dict};
+use super::state_dict::{StateDict, TimmNamed, load_state_dict, state_dict};
 use crate::error::VitError;
-use crate::vit::VisionTransformer;
 
 fn file_error(path: &Path, message: impl ToString) -> VitError {
     VitError::WeightsFile {
@@ -85,15 +84,12 @@ pub fn write_safetensors(dict: &StateDict, path: &Path) -> Result<(), VitError> 
 }
 
 /// Loads a timm-named safetensors checkpoint into the model (see [`load_state_dict`]).
-pub fn load_safetensors(
-    model: VisionTransformer,
-    path: &Path,
-) -> Result<VisionTransformer, VitError> {
+pub fn load_safetensors<M: TimmNamed>(model: M, path: &Path) -> Result<M, VitError> {
     let dict = read_safetensors(path)?;
     load_state_dict(model, dict).map_err(|e| file_error(path, e))
 }
 
 /// Saves the model as a timm-named safetensors checkpoint.
-pub fn save_safetensors(model: &VisionTransformer, path: &Path) -> Result<(), VitError> {
+pub fn save_safetensors<M: TimmNamed>(model: &M, path: &Path) -> Result<(), VitError> {
     write_safetensors(&state_dict(model), path)
 }

@@ -8,6 +8,27 @@ use burn::tensor::{Tensor, TensorData};
 use crate::error::VitError;
 use crate::vit::VisionTransformer;
 
+/// A module whose parameter paths are timm's state-dict keys: every model of this crate
+/// ([`VisionTransformer`], [`BitResNet`](crate::resnet::BitResNet), [`Model`](crate::Model)).
+pub trait TimmNamed: Module {
+    /// timm builds a stem-only hybrid backbone as the stem itself
+    /// (`patch_embed.backbone.conv`), not as a ResNet with a `stem`.
+    fn stem_only(&self) -> bool {
+        false
+    }
+}
+
+impl TimmNamed for VisionTransformer {
+    fn stem_only(&self) -> bool {
+        self.config
+            .backbone
+            .as_ref()
+            .is_some_and(|b| b.layers.is_empty())
+    }
+}
+
+impl TimmNamed for crate::resnet::BitResNet {}
+
 /// Tensors by timm key, in PyTorch layouts, as f32.
 pub type StateDict = BTreeMap<String, TensorData>;
 
@@ -30,13 +51,9 @@ struct PathTracker {
 }
 
 impl PathTracker {
-    fn of(model: &VisionTransformer) -> Self {
+    fn of<M: TimmNamed>(model: &M) -> Self {
         Self {
-            stem_only: model
-                .config
-                .backbone
-                .as_ref()
-                .is_some_and(|b| b.layers.is_empty()),
+            stem_only: model.stem_only(),
             ..Self::default()
         }
     }
@@ -54,7 +71,14 @@ impl PathTracker {
     /// The timm key of the parameter at the current path.
     fn key_map(&self) -> KeyMap {
         let owner = self.containers.last().map(String::as_str).unwrap_or("");
-        let mut names = self.names.clone();
+        // An enum of models (`Model::Vit`, ...) is not a level of timm's names.
+        let mut names: Vec<String> = self
+            .names
+            .iter()
+            .zip(&self.containers)
+            .filter(|(_, c)| !c.starts_with("Enum:"))
+            .map(|(n, _)| n.clone())
+            .collect();
         let last = names.last_mut().expect("a parameter has a name");
         let mut transpose = false;
         match (owner, last.as_str()) {
@@ -128,7 +152,7 @@ impl ModuleVisitor for Walk {
     }
 }
 
-fn walk(model: &VisionTransformer, with_data: bool) -> BTreeMap<String, Entry> {
+fn walk<M: TimmNamed>(model: &M, with_data: bool) -> BTreeMap<String, Entry> {
     walk_with(model, PathTracker::of(model), with_data)
 }
 
@@ -190,18 +214,8 @@ impl ModuleMapper for Rewrite {
 }
 
 /// The model's parameters as a timm state dict (timm names and layouts, f32).
-pub fn state_dict(model: &VisionTransformer) -> StateDict {
-    module_state_dict_with(model, PathTracker::of(model))
-}
-
-/// Any of this crate's models (a [`BitResNet`](crate::resnet::BitResNet), ...) as a state dict
-/// under its module paths, which are timm's names (Linear weights as timm's `[out, in]`).
-pub fn module_state_dict<M: Module>(model: &M) -> StateDict {
-    module_state_dict_with(model, PathTracker::default())
-}
-
-fn module_state_dict_with<M: Module>(model: &M, path: PathTracker) -> StateDict {
-    walk_with(model, path, true)
+pub fn state_dict<M: TimmNamed>(model: &M) -> StateDict {
+    walk(model, true)
         .into_iter()
         .map(|(k, e)| (k, e.data.expect("walked with data")))
         .collect()
@@ -209,21 +223,8 @@ fn module_state_dict_with<M: Module>(model: &M, path: PathTracker) -> StateDict 
 
 /// Applies a timm state dict to the model, all or nothing: every missing key, unknown key
 /// and shape mismatch is reported by name (with both shapes) and the model is left as it was.
-pub fn load_state_dict(
-    model: VisionTransformer,
-    dict: StateDict,
-) -> Result<VisionTransformer, VitError> {
+pub fn load_state_dict<M: TimmNamed>(model: M, dict: StateDict) -> Result<M, VitError> {
     let path = PathTracker::of(&model);
-    load_with(model, dict, path)
-}
-
-/// [`load_state_dict`] for any of this crate's models, by module path (see
-/// [`module_state_dict`]).
-pub fn load_module_state_dict<M: Module>(model: M, dict: StateDict) -> Result<M, VitError> {
-    load_with(model, dict, PathTracker::default())
-}
-
-fn load_with<M: Module>(model: M, dict: StateDict, path: PathTracker) -> Result<M, VitError> {
     let expected = walk_with(&model, path.clone(), false);
     let mut problems = Vec::new();
     for (key, Entry { shape, .. }) in &expected {
@@ -256,7 +257,7 @@ fn load_with<M: Module>(model: M, dict: StateDict, path: PathTracker) -> Result<
 
 /// Each parameter's [`ParamId`] by timm key. Optimiser state is keyed by these ids, so a
 /// resumed run restores them with [`set_param_ids`].
-pub fn param_ids(model: &VisionTransformer) -> BTreeMap<String, u64> {
+pub fn param_ids<M: TimmNamed>(model: &M) -> BTreeMap<String, u64> {
     walk(model, false)
         .into_iter()
         .map(|(k, e)| (k, e.id.val()))
@@ -264,7 +265,7 @@ pub fn param_ids(model: &VisionTransformer) -> BTreeMap<String, u64> {
 }
 
 /// Gives parameters the ids of `ids` (by timm key), as [`param_ids`] recorded them.
-pub fn set_param_ids(model: VisionTransformer, ids: BTreeMap<String, u64>) -> VisionTransformer {
+pub fn set_param_ids<M: TimmNamed>(model: M, ids: BTreeMap<String, u64>) -> M {
     let path = PathTracker::of(&model);
     model.map(&mut Rewrite {
         path,
