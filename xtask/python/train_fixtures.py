@@ -1,9 +1,11 @@
 """Fixtures of vit-train's transfer and training tests, from timm: layer-wise LR decay scales
 (timm.optim.param_groups_layer_decay) for a model with a final norm and one with fc_norm,
-timm's logits for a PNG image predicted with pretrained weights, and timm's ModelEmaV3 (the
-weights' moving average) over a known sequence of weights.
+timm's logits for a PNG image predicted with pretrained weights (a ViT, and a BiT ResNet with
+its family's transform), and timm's ModelEmaV3 (the weights' moving average) over a known
+sequence of weights.
 
-Run through `cargo xtask fixtures`, after fixtures.py (it reuses case (a)'s timm weights).
+Run through `cargo xtask fixtures`, after fixtures.py and bit_fixtures.py (it reuses case (a)'s
+and bit_tiny_48's timm weights).
 """
 import argparse
 import json
@@ -58,7 +60,40 @@ def main():
     with open(os.path.join(args.out, "predict_32.json"), "w") as f:
         json.dump({"logits": logits, "mean": 0.5, "std": 0.5}, f, indent=1)
     print("predict: timm logits for predict_32.png")
+    bit_predict_fixture(args)
     ema_fixture(args.out)
+
+
+def bit_predict_fixture(args):
+    """predict --weights with a BiT ResNet: bit_fixtures.py's bit_tiny_48 through resnetv2.py's
+    `_cfg` transform (crop_pct 0.875, bilinear, mean and std 0.5: 61x50 -> 54 px short side,
+    centre crop 48) on an RGB PNG that is not square."""
+    from functools import partial
+
+    from timm.data import create_transform
+    from timm.layers import GroupNormAct, StdConv2d
+    from timm.models.resnetv2 import ResNetV2
+
+    model = ResNetV2(layers=[1, 1, 1, 1], channels=(32, 64, 128, 256), stem_chs=16, num_classes=10,
+                     stem_type="fixed", conv_layer=partial(StdConv2d, eps=1e-8),
+                     norm_layer=partial(GroupNormAct, num_groups=8))
+    model.load_state_dict(load_file(os.path.join(args.model_fixtures, "bit_tiny_48.model.safetensors")))
+    model.eval()
+    rng = np.random.default_rng(7)
+    # Smooth, so that the bilinear resize's rounding to 8 bits stays far below the tolerance.
+    yy, xx = np.mgrid[0:50, 0:61]
+    png = np.stack([(xx * 4) % 256, (yy * 5) % 256, (xx * yy) % 256], -1).astype(np.uint8)
+    png = np.clip(png.astype(int) + rng.integers(-8, 9, size=png.shape), 0, 255).astype(np.uint8)
+    path = os.path.join(args.out, "predict_bit_48.png")
+    Image.fromarray(png).save(path)
+    t = create_transform(input_size=(3, 48, 48), is_training=False, crop_pct=0.875,
+                         interpolation="bilinear", mean=(0.5,) * 3, std=(0.5,) * 3)
+    x = t(Image.open(path).convert("RGB"))[None]
+    with torch.no_grad():
+        logits = model(x)[0].tolist()
+    with open(os.path.join(args.out, "predict_bit_48.json"), "w") as f:
+        json.dump({"logits": logits, "input_shape": list(x.shape)}, f, indent=1)
+    print(f"predict: timm logits for predict_bit_48.png (input {tuple(x.shape)})")
 
 
 def ema_case(decay, use_warmup, steps):

@@ -173,8 +173,8 @@ fn b16_trainer(
     let ad = device.clone().autodiff();
     let mut model = Some(vit.init_seeded(t.seed, &ad)?);
     let mut optim = optim::build(&t, model.as_ref().expect("model"));
-    let shape = [vit.in_channels, vit.image_size[0], vit.image_size[1]];
-    let classes = vit.num_classes;
+    let shape = [vit.in_channels(), vit.image_size()[0], vit.image_size()[1]];
+    let classes = vit.num_classes();
     // A fixed pseudo-random batch (an LCG: the values do not matter, only that they vary).
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
     let images = (0..batch * shape.iter().product::<usize>())

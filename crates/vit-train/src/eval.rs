@@ -7,7 +7,7 @@ use burn::module::Module;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::Serialize;
-use vit_model::VisionTransformer;
+use vit_model::Model;
 
 use crate::data::ImageSet;
 use crate::data::loader::{Loader, Mode, plan};
@@ -42,7 +42,7 @@ pub fn soft_cross_entropy(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
 
 /// Evaluates `model` (in eval mode, without autodiff) on `set`.
 pub fn evaluate(
-    model: &VisionTransformer,
+    model: &Model,
     set: Arc<ImageSet>,
     transform: Arc<Transform>,
     batch_size: usize,

@@ -3,6 +3,8 @@
 use anyhow::Result;
 use serde::Serialize;
 
+use vit_model::ModelConfig;
+
 use crate::config::Config;
 use crate::train::schedule::lr_at;
 
@@ -15,20 +17,43 @@ fn tv<T: Serialize>(value: &T) -> String {
     }
 }
 
-/// A description of the model, data and schedule of a recipe.
-pub fn describe(config: &Config) -> Result<String> {
-    let m = &config.model.config;
-    let t = &config.train;
-    let d = &config.data;
-    let mut s = String::new();
-    s += &format!(
-        "model: {}\n  image_size {}, patch_size {}, in_channels {}, num_classes {}\n  \
+/// The `model:` lines: the architecture, its parameters and FLOPs.
+fn describe_model(config: &Config) -> String {
+    let preset = config
+        .model
+        .preset
+        .as_deref()
+        .map_or("custom".into(), |p| format!("preset {p:?}"));
+    let m = match &config.model.config {
+        ModelConfig::Vit(m) => m,
+        ModelConfig::Bit(b) => {
+            return format!(
+                "model: {preset}, BiT ResNetV2 (the paper's ResNet family)
+  image_size {},                  in_channels {}, num_classes {}
+  layers {}, channels {}, width_factor {},                  stem {} channels, features {}
+  parameters {}
+  FLOPs per image {:.3} G                  (forward)
+  drop_rate {}
+",
+                tv(&b.image_size),
+                b.in_channels,
+                b.num_classes,
+                tv(&b.layers),
+                tv(&(0..b.layers.len())
+                    .map(|i| b.stage_channels(i))
+                    .collect::<Vec<_>>()),
+                b.width_factor,
+                b.stem_channels(),
+                b.num_features(),
+                group(b.num_params()),
+                b.flops_per_image(b.image_size) as f64 / 1e9,
+                tv(&b.drop_rate)
+            );
+        }
+    };
+    let mut s = format!(
+        "model: {preset}\n  image_size {}, patch_size {}, in_channels {}, num_classes {}\n  \
          embed_dim {}, depth {}, num_heads {}, MLP {}, pool {}, class_token {}\n",
-        config
-            .model
-            .preset
-            .as_deref()
-            .map_or("custom".into(), |p| format!("preset {p:?}")),
         tv(&m.image_size),
         tv(&m.patch_size),
         m.in_channels,
@@ -68,6 +93,14 @@ pub fn describe(config: &Config) -> Result<String> {
         tv(&m.attn_drop_rate),
         tv(&m.drop_path_rate)
     );
+    s
+}
+
+/// A description of the model, data and schedule of a recipe.
+pub fn describe(config: &Config) -> Result<String> {
+    let t = &config.train;
+    let d = &config.data;
+    let mut s = describe_model(config);
     s += &format!(
         "data: format {} in {} (train {}, test {}, validation {})\n  mean {:?} std {:?}\n  augment {}\n",
         tv(&d.format),
@@ -129,13 +162,19 @@ pub fn describe(config: &Config) -> Result<String> {
         );
     }
     if let Some(f) = &config.finetune {
+        let resample = match &config.model.config {
+            ModelConfig::Vit(_) => format!(
+                ", position embeddings resampled with posemb_resample {}",
+                tv(&f.posemb_resample)
+            ),
+            ModelConfig::Bit(_) => String::new(),
+        };
         s += &format!(
-            "finetune: from {} (weights_format {}), new zero head of {} classes, position \
-             embeddings resampled with posemb_resample {}{}\n",
+            "finetune: from {} (weights_format {}), new zero head of {} classes{}{}\n",
             tv(&f.weights),
             f.weights_format.as_ref().map_or("detected".into(), tv),
-            m.num_classes,
-            tv(&f.posemb_resample),
+            config.model.config.num_classes(),
+            resample,
             if f.freeze_backbone {
                 ", backbone frozen (linear probe)"
             } else {

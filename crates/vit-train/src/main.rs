@@ -170,7 +170,7 @@ fn eval_checkpoint(
             .context("the recipe has no separate data.val split")?,
         other => bail!("--split {other}: expected test, val or train"),
     };
-    let set = Arc::new(load_split(&config.data, &model.config, &split)?);
+    let set = Arc::new(load_split(&config.data, &model.config(), &split)?);
     let mut transform = Transform::evaluation(&config.data);
     vit_train::predict::override_preprocessing(&mut transform, &args.source)?;
     let report = evaluate(
@@ -199,7 +199,7 @@ fn eval_weights(args: &EvalArgs) -> Result<(vit_train::eval::EvalReport, Vec<Str
         loaded.transform.on_bad_image = vit_train::config::OnBadImage::Skip;
     }
     let split = args.split.as_deref().unwrap_or("val");
-    let k = loaded.model.config.num_classes;
+    let k = loaded.model.config().num_classes();
     let pattern = root.to_string_lossy();
     let (dir, mut set) = if webdataset::is_shard_pattern(&pattern) {
         // Shards: their folder's classes.txt names the classes, else they are numbered.

@@ -1,9 +1,8 @@
-//! `models [PATTERN]`: the presets, and the models of the local Hugging Face cache that
-//! resolve to them.
+//! `models [PATTERN]`: the presets of every family, and the models of the local Hugging Face
+//! cache that resolve to them.
 
-use vit_model::VitConfig;
 use vit_model::hub::{cache_dir, cached_models};
-use vit_model::preset::preset_names;
+use vit_model::{ModelConfig, all_preset_names};
 
 use crate::info::group;
 
@@ -14,15 +13,15 @@ pub fn list(pattern: Option<&str>) -> String {
     };
     let mut s =
         String::from("presets (the timm model of the same name; parameters at 1000 classes):\n");
-    for name in preset_names().into_iter().filter(|n| want(n)) {
-        if let Ok(c) = VitConfig::preset(&name) {
+    for name in all_preset_names().into_iter().filter(|n| want(n)) {
+        if let Ok(c) = ModelConfig::preset(&name) {
             let p = vit_model::Preprocessing::for_preset(&name);
+            let [h, w] = c.image_size();
             s += &format!(
-                "  {name:<28} {:>13} parameters, {}x{} px, crop_pct {}\n",
+                "  {name:<28} {:>13} parameters, {h}x{w} px, crop_pct {}, {}\n",
                 group(c.num_params()),
-                c.image_size[0],
-                c.image_size[1],
-                p.crop_pct
+                p.crop_pct,
+                c.family().name()
             );
         }
     }

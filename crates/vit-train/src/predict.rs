@@ -10,8 +10,8 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 use serde::Serialize;
 use vit_model::{
-    CropMode, Interpolation, Preprocessing, PretrainedOptions, VisionTransformer, VitConfig,
-    device_from_name, load_pretrained,
+    CropMode, Interpolation, Model, ModelConfig, Preprocessing, PretrainedOptions,
+    device_from_name, load_pretrained_model,
 };
 
 use crate::cli::{ModelArgs, PredictArgs, parse_size};
@@ -42,7 +42,7 @@ pub struct Prediction {
 /// A model ready to run on image files: the network, its class names, and the evaluation
 /// transform its inputs get (the run's, or timm's for pretrained weights).
 pub struct Loaded {
-    pub model: VisionTransformer,
+    pub model: Model,
     pub classes: Vec<String>,
     pub transform: Transform,
     /// The model's input, `[c, h, w]`.
@@ -125,11 +125,11 @@ fn from_checkpoint(dir: &Path, args: &ModelArgs) -> Result<Loaded> {
         .unwrap_or(state.config.train.device.clone());
     let device = device_from_name(&device_name)?;
     let model = checkpoint::load_for_inference(&dir, &state, &device)?.valid();
-    let c = model.config.clone();
+    let c = model.config();
     let data = &state.config.data;
     let classes = match &data.classes {
         Some(names) => names.clone(),
-        None => (0..c.num_classes).map(|i| i.to_string()).collect(),
+        None => (0..c.num_classes()).map(|i| i.to_string()).collect(),
     };
     let mut transform = Transform::evaluation(data);
     if !data.format.is_encoded() {
@@ -141,8 +141,9 @@ fn from_checkpoint(dir: &Path, args: &ModelArgs) -> Result<Loaded> {
         };
     }
     override_preprocessing(&mut transform, args)?;
+    let [h, w] = c.image_size();
     Ok(Loaded {
-        shape: [c.in_channels, c.image_size[0], c.image_size[1]],
+        shape: [c.in_channels(), h, w],
         model,
         classes,
         transform,
@@ -190,7 +191,7 @@ fn from_weights(weights: &Path, args: &ModelArgs) -> Result<Loaded> {
             (c, p, labels, file)
         }
         (Some(r), None) => (
-            r.config.clone(),
+            ModelConfig::Vit(r.config.clone()),
             r.preprocessing.clone(),
             r.labels.clone(),
             r.weights.clone(),
@@ -203,7 +204,11 @@ fn from_weights(weights: &Path, args: &ModelArgs) -> Result<Loaded> {
     };
     let weights = file.as_path();
     if let Some(size) = &args.image_size {
-        config.image_size = parse_size(size).map_err(anyhow::Error::msg)?;
+        let size = parse_size(size).map_err(anyhow::Error::msg)?;
+        match &mut config {
+            ModelConfig::Vit(c) => c.image_size = size,
+            ModelConfig::Bit(c) => c.image_size = size,
+        }
     }
     let options = PretrainedOptions {
         format: args.weights_format.or(hub.as_ref().map(|r| r.format)),
@@ -211,9 +216,9 @@ fn from_weights(weights: &Path, args: &ModelArgs) -> Result<Loaded> {
         new_head: None,
     };
     let device = device_from_name(args.device.as_deref().unwrap_or("cpu"))?;
-    let model = load_pretrained(&config, weights, &options, &device)?.valid();
-    let c = model.config.clone();
-    let channels = c.in_channels;
+    let model = load_pretrained_model(&config, weights, &options, &device)?.valid();
+    let c = model.config();
+    let channels = c.in_channels();
     let mut p = preprocessing;
     if let Some(m) = &args.mean {
         p.mean = m.clone();
@@ -231,17 +236,18 @@ fn from_weights(weights: &Path, args: &ModelArgs) -> Result<Loaded> {
     let mut transform = Transform::from_preprocessing(&p, Decoder::Auto, OnBadImage::Error);
     override_preprocessing(&mut transform, args)?;
     let classes = match labels {
-        Some(l) if l.len() == c.num_classes => l,
+        Some(l) if l.len() == c.num_classes() => l,
         Some(l) => bail!(
             "the model's config names {} labels but its head has {} classes",
             l.len(),
-            c.num_classes
+            c.num_classes()
         ),
-        None => (0..c.num_classes).map(|i| i.to_string()).collect(),
+        None => (0..c.num_classes()).map(|i| i.to_string()).collect(),
     };
+    let [h, w] = c.image_size();
     Ok(Loaded {
         classes,
-        shape: [channels, c.image_size[0], c.image_size[1]],
+        shape: [channels, h, w],
         model,
         transform,
         device,
@@ -251,9 +257,9 @@ fn from_weights(weights: &Path, args: &ModelArgs) -> Result<Loaded> {
 /// `--model`: a preset name, or a recipe (`.toml`) whose `[model]` section describes the
 /// architecture; with the evaluation preprocessing of the preset's timm config (or of the
 /// recipe's `[data]` keys).
-fn model_config(model: &str) -> Result<(VitConfig, Preprocessing)> {
+fn model_config(model: &str) -> Result<(ModelConfig, Preprocessing)> {
     if !model.ends_with(".toml") {
-        let config = VitConfig::preset(model)?;
+        let config = ModelConfig::preset(model)?;
         return Ok((config, Preprocessing::for_preset(model)));
     }
     let text = std::fs::read_to_string(model).with_context(|| format!("cannot read {model}"))?;
@@ -271,11 +277,12 @@ fn model_config(model: &str) -> Result<(VitConfig, Preprocessing)> {
         .validate()
         .map_err(crate::config::rules::model_error)
         .with_context(|| model.to_string())?;
-    let preset = section.preset.as_deref();
-    let mut p = preset.map_or_else(
-        || Preprocessing::for_preset("default_224"),
-        Preprocessing::for_preset,
-    );
+    // The preset's timm config, else the family's (a ViT's at 224 px, BiT's).
+    let mut p = match (section.preset.as_deref(), &section.config) {
+        (Some(preset), _) => Preprocessing::for_preset(preset),
+        (None, ModelConfig::Bit(_)) => Preprocessing::bit(),
+        (None, ModelConfig::Vit(_)) => Preprocessing::for_preset("default_224"),
+    };
     // A recipe's [data] names its own normalisation and evaluation transform.
     if let Some(toml::Value::Table(d)) = data {
         let get = |k: &str| d.get(k).cloned();

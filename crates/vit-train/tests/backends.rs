@@ -1,6 +1,7 @@
 //! Training on every compiled backend gives Flex's numbers: the same seed gives the same
 //! initial model (drawn on the host), and a few optimiser steps (the trainer's loss, global-norm
-//! clipping and optimiser, dropout off) give the same losses, gradient norms and parameters.
+//! clipping and optimiser, dropout off) give the same losses, gradient norms and parameters,
+//! for each family: the ViT, the hybrid and the BiT ResNet.
 //! Flex runs vit-model's fused kernels (attention, LayerNorm, softmax, GELU, Linear, and
 //! GroupNorm through LayerNorm); ndarray and wgpu run Burn's own ops, so a fused kernel that
 //! drifts from the reference ops fails here, on the op and in training.
@@ -18,9 +19,9 @@ use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use vit_model::resnet::ResNetConfig;
+use vit_model::resnet::{BitConfig, ResNetConfig};
 use vit_model::weights::{StateDict, state_dict};
-use vit_model::{VitConfig, device_from_name, fused};
+use vit_model::{ModelConfig, VitConfig, device_from_name, fused};
 use vit_train::config::{OptimizerKind, TrainSection};
 use vit_train::data::loader::Batch;
 use vit_train::train::{optim, step};
@@ -64,6 +65,19 @@ fn hybrid() -> VitConfig {
         ))
 }
 
+/// A BiT ResNet (the paper's ResNet family): the fixed stem, two stages of one
+/// pre-activation bottleneck each (weight-standardised convs, GroupNorm), the 1x1-conv head;
+/// narrow (8 groups), as lavapipe's convolutions are slow.
+fn resnet() -> BitConfig {
+    BitConfig::new()
+        .with_layers(vec![1, 1])
+        .with_channels(vec![32, 64])
+        .with_stem_width(16)
+        .with_norm_groups(8)
+        .with_image_size([32, 32])
+        .with_num_classes(5)
+}
+
 struct Trace {
     init: StateDict,
     losses: Vec<f64>,
@@ -74,7 +88,7 @@ struct Trace {
 /// `STEPS` steps of the trainer's own step (`train::step::optimizer_step`: soft-target
 /// cross-entropy, global-norm clipping at 1, SGD with momentum 0.9 and weight decay 0.05 outside
 /// the no-decay group) on fixed random batches, on `device`.
-fn train_steps(config: &VitConfig, device: &str) -> Trace {
+fn train_steps(config: &ModelConfig, device: &str) -> Trace {
     let ad = device_from_name(device).unwrap().autodiff();
     let mut model = {
         let _serial = serial();
@@ -90,8 +104,8 @@ fn train_steps(config: &VitConfig, device: &str) -> Trace {
         ..Default::default()
     };
     let mut optim = optim::build(&t, &model);
-    let [h, w] = config.image_size;
-    let (c, k) = (config.in_channels, config.num_classes);
+    let [h, w] = config.image_size();
+    let (c, k) = (config.in_channels(), config.num_classes());
     let mut rng = StdRng::seed_from_u64(5);
     let (mut losses, mut grad_norms) = (Vec::new(), Vec::new());
     for _ in 0..STEPS {
@@ -149,7 +163,8 @@ fn rel(a: f64, b: f64) -> f64 {
     (a - b).abs() / a.abs().max(1.0)
 }
 
-fn trains_as_flex(name: &str, config: &VitConfig, device: &str) {
+fn trains_as_flex(name: &str, config: impl Into<ModelConfig>, device: &str) {
+    let config = &config.into();
     let flex = train_steps(config, "cpu");
     let other = train_steps(config, device);
     // Host initialisation: bit for bit the same model on both devices.
@@ -298,8 +313,9 @@ fn listed_devices_train_as_on_flex() {
         return;
     };
     for device in list.split(',').map(str::trim).filter(|d| !d.is_empty()) {
-        trains_as_flex("ViT", &vit(), device);
-        trains_as_flex("hybrid", &hybrid(), device);
+        trains_as_flex("ViT", vit(), device);
+        trains_as_flex("hybrid", hybrid(), device);
+        trains_as_flex("ResNet", resnet(), device);
         fused_ops_as_flex(device);
     }
 }
@@ -310,12 +326,17 @@ mod ndarray {
 
     #[test]
     fn vit_trains_as_on_flex() {
-        trains_as_flex("ViT", &vit(), "ndarray");
+        trains_as_flex("ViT", vit(), "ndarray");
     }
 
     #[test]
     fn hybrid_trains_as_on_flex() {
-        trains_as_flex("hybrid", &hybrid(), "ndarray");
+        trains_as_flex("hybrid", hybrid(), "ndarray");
+    }
+
+    #[test]
+    fn resnet_trains_as_on_flex() {
+        trains_as_flex("ResNet", resnet(), "ndarray");
     }
 
     #[test]
@@ -330,12 +351,17 @@ mod wgpu {
 
     #[test]
     fn vit_trains_as_on_flex() {
-        trains_as_flex("ViT", &vit(), "wgpu");
+        trains_as_flex("ViT", vit(), "wgpu");
     }
 
     #[test]
     fn hybrid_trains_as_on_flex() {
-        trains_as_flex("hybrid", &hybrid(), "wgpu");
+        trains_as_flex("hybrid", hybrid(), "wgpu");
+    }
+
+    #[test]
+    fn resnet_trains_as_on_flex() {
+        trains_as_flex("ResNet", resnet(), "wgpu");
     }
 
     #[test]

@@ -293,3 +293,167 @@ fn a_hybrid_trains_evaluates_predicts_and_exports() {
     assert_eq!(line["top_k"].as_array().unwrap().len(), 5);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A BiT ResNet (the paper's ResNet family) is a preset away, as a ViT is: `info` counts it,
+/// it trains, is evaluated from its checkpoint, exports under timm's names, fine-tunes from
+/// the export with a new zero head, predicts from a `[model]` table with `--weights`, and
+/// `inspect` draws its root filters and says what does not apply.
+#[test]
+fn a_resnet_trains_evaluates_exports_finetunes_predicts_and_inspects() {
+    let dir = temp_dir("cli-resnet");
+    let (path, _) = recipe(&dir, &[]);
+    let model =
+        "model={ preset = \"bit_tiny\", in_channels = 1, image_size = [28, 28], num_classes = 10 }";
+    let common = [
+        "--set",
+        model,
+        "--set",
+        "data.train_limit=64",
+        "--set",
+        "data.val_limit=32",
+    ];
+    let mut args = vec!["info", "--config", path.to_str().unwrap()];
+    args.extend(common);
+    let (ok, out, err) = vit_train(&args);
+    assert!(ok, "{err}");
+    // timm's ResNetV2 of bit_tiny's shape at 1 input channel and 10 classes (the 3-channel,
+    // 1000-class count in bit_param_counts.json, less 2 x 7 x 7 x 32 stem weights and 990
+    // rows of the 1024-wide head).
+    let expected = 3_032_328 - 2 * 49 * 32 - 990 * 1025;
+    let grouped = vit_train::info::group(expected);
+    assert!(out.contains("BiT ResNetV2"), "{out}");
+    assert!(out.contains(&format!("parameters {grouped}")), "{out}");
+
+    let mut args = vec![
+        "--config",
+        path.to_str().unwrap(),
+        "--set",
+        "train.max_steps=2",
+    ];
+    args.extend(common);
+    let (ok, out, err) = vit_train(&args);
+    assert!(ok, "{err}");
+    assert!(out.contains("test accuracy: top-1"), "{out}");
+    let run = dir.join("run");
+    let recorded = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(
+        recorded.contains("preset = \"bit_tiny\"") && recorded.contains("family = \"resnet\""),
+        "{recorded}"
+    );
+
+    let (ok, out, err) = vit_train(&["eval", "--checkpoint", run.to_str().unwrap()]);
+    assert!(ok && out.contains("images 200"), "{err}{out}");
+
+    let exported = dir.join("bit.safetensors");
+    let (ok, _, err) = vit_train(&[
+        "export",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--out",
+        exported.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let dict = vit_model::weights::read_safetensors(&exported).unwrap();
+    for (key, shape) in [
+        ("stem.conv.weight", vec![32, 1, 7, 7]),
+        (
+            "stages.0.blocks.0.downsample.conv.weight",
+            vec![128, 32, 1, 1],
+        ),
+        ("stages.3.blocks.0.conv3.weight", vec![1024, 256, 1, 1]),
+        ("norm.weight", vec![1024]),
+        ("head.fc.weight", vec![10, 1024, 1, 1]),
+    ] {
+        let t = dict
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} not in {:?}", dict.keys()));
+        assert_eq!(t.shape().to_vec(), shape, "{key}");
+    }
+
+    // Fine-tuning from the export: a new zero head, one step.
+    let ft = dir.join("ft");
+    let ft_dir = format!("output.dir={:?}", ft.display().to_string());
+    let mut args = vec![
+        "finetune",
+        "--config",
+        path.to_str().unwrap(),
+        "--weights",
+        exported.to_str().unwrap(),
+        "--max-steps",
+        "1",
+        "--set",
+        &ft_dir,
+    ];
+    args.extend(common);
+    args.extend(["--set", "data.classes=[\"a\", \"b\", \"c\", \"d\"]"]);
+    args.extend(["--num-classes", "4"]);
+    let (ok, out, err) = vit_train(&args);
+    assert!(!ok, "{out}");
+    // (The idx data has 10 labels: 4 classes are refused, naming the label.)
+    assert!(
+        err.contains("out of range") || err.contains("data.classes"),
+        "{err}"
+    );
+    let mut args = vec![
+        "finetune",
+        "--config",
+        path.to_str().unwrap(),
+        "--weights",
+        exported.to_str().unwrap(),
+        "--max-steps",
+        "1",
+        "--set",
+        &ft_dir,
+    ];
+    args.extend(common);
+    let (ok, out, err) = vit_train(&args);
+    assert!(ok && out.contains("test accuracy"), "{err}{out}");
+
+    // `--model` as a recipe: its [model] table names the family and the shape.
+    let recipe_path = dir.join("bit.toml");
+    std::fs::write(
+        &recipe_path,
+        "[model]\npreset = \"bit_tiny\"\nimage_size = [28, 28]\nin_channels = 1\n\
+         num_classes = 10\n",
+    )
+    .unwrap();
+    let img = dir.join("img.png");
+    image::GrayImage::from_fn(30, 34, |x, y| image::Luma([(x * 7 + y * 3) as u8]))
+        .save(&img)
+        .unwrap();
+    let (ok, out, err) = vit_train(&[
+        "predict",
+        "--weights",
+        exported.to_str().unwrap(),
+        "--model",
+        recipe_path.to_str().unwrap(),
+        "--mean",
+        "0.286",
+        "--std",
+        "0.353",
+        "--json",
+        img.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let line: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(line["top_k"].as_array().unwrap().len(), 5);
+
+    let figures = dir.join("figures");
+    let inspect = [
+        "inspect",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--out",
+        figures.to_str().unwrap(),
+        img.to_str().unwrap(),
+    ];
+    let (ok, _, err) = vit_train(&inspect);
+    assert!(ok, "{err}");
+    assert!(err.contains("do not apply"), "{err}");
+    let drawn = image::open(figures.join("root_filters.png")).unwrap();
+    assert!(drawn.width() > 100 && drawn.height() > 100);
+    assert!(!figures.join("posemb_similarity.png").exists());
+    let (ok, _, err) = vit_train(&inspect);
+    assert!(!ok && err.contains("--overwrite"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -25,7 +25,7 @@ fn shipped_recipes_load_and_b16_is_timm_sized() {
     }
     assert!(n >= 9, "{n} recipes");
     let b16 = Config::load(&configs().join("b16.toml"), &[]).unwrap();
-    let vit = b16.model.config.clone();
+    let vit = b16.model.config.as_vit().unwrap().clone();
     assert_eq!(vit.num_params(), 86_567_656);
     assert_eq!(b16.train.batch_size, 4096);
     assert_eq!(b16.train.clip_grad_norm, Some(1.0));
@@ -45,7 +45,7 @@ fn set_overrides_any_key() {
         ],
     );
     assert_eq!(c.train.lr, 3e-4);
-    assert_eq!(c.model.config.depth, 3);
+    assert_eq!(c.model.config.as_vit().unwrap().depth, 3);
     assert!(!c.data.augment.hflip);
     assert_eq!(c.train.device, "wgpu");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -103,7 +103,7 @@ fn model_is_the_preset_under_the_users_keys() {
                  depth = 2\n";
     std::fs::write(&path, format!("{}{model}{}", &text[..start], &text[end..])).unwrap();
     let c = Config::load(&path, &[]).unwrap();
-    let m = &c.model.config;
+    let m = c.model.config.as_vit().unwrap();
     assert_eq!(c.model.preset.as_deref(), Some("vit_small_patch16_224"));
     // The preset's values where the recipe is silent (heads 6, MLP ratio 4 of the new width).
     assert_eq!((m.embed_dim, m.depth, m.num_heads), (96, 2, 6));
@@ -112,7 +112,7 @@ fn model_is_the_preset_under_the_users_keys() {
 
     // A backbone table completes its own defaults; a hybrid preset's backbone is kept.
     let c = Config::load(&path, &["model.backbone.layers=[1]".into()]).unwrap();
-    let b = c.model.config.backbone.clone().unwrap();
+    let b = c.model.config.as_vit().unwrap().backbone.clone().unwrap();
     assert_eq!((b.layers, b.stem_width, b.norm_groups), (vec![1], 64, 32));
     let c = Config::load(
         &path,
@@ -123,7 +123,7 @@ fn model_is_the_preset_under_the_users_keys() {
         ],
     )
     .unwrap();
-    let b = c.model.config.backbone.clone().unwrap();
+    let b = c.model.config.as_vit().unwrap().backbone.clone().unwrap();
     assert_eq!((b.layers, b.stem_width), (vec![3, 4, 9], 32));
 
     // Recorded and read back: TOML (the run's config.toml) and JSON (state.json).
@@ -148,7 +148,7 @@ fn an_older_state_json_model_section_reads_back() {
         "layer_scale_init": null, "norm_eps": 1e-6}"#;
     let m: vit_train::config::ModelSection = serde_json::from_str(old).unwrap();
     assert_eq!(m.preset, None);
-    let c = &m.config;
+    let c = m.config.as_vit().unwrap();
     assert_eq!(
         (c.embed_dim, c.mlp_hidden(), c.patch_size),
         (32, 64, [7, 7])
@@ -157,6 +157,90 @@ fn an_older_state_json_model_section_reads_back() {
         (c.fc_norm, c.layer_scale_init, c.backbone.clone()),
         (Some(false), None, None)
     );
+}
+
+/// A ResNet preset selects BiT's config (`family = "resnet"` does without one); its keys are
+/// BiT's, it is recorded with its family and read back the same, and what only a transformer
+/// has is an error naming the key.
+#[test]
+fn a_resnet_preset_is_a_bit_model() {
+    use vit_model::{Family, ModelConfig};
+    use vit_train::config::ModelSection;
+    let table = |text: &str| -> toml::Table { toml::from_str(text).unwrap() };
+    let m = ModelSection::from_table(table(
+        "preset = \"resnetv2_50x1_bit\"\nnum_classes = 10\nimage_size = [64, 64]",
+    ))
+    .unwrap();
+    let ModelConfig::Bit(b) = &m.config else {
+        panic!("not a BiT config: {:?}", m.config)
+    };
+    assert_eq!((b.layers.clone(), b.width_factor), (vec![3, 4, 6, 3], 1));
+    assert_eq!((b.num_classes, b.image_size), (10, [64, 64]));
+    assert_eq!(m.config.family(), Family::ResNet);
+    // timm's count for resnetv2_50x1_bit (bit_param_counts.json: 25,549,352 at 1000
+    // classes) less 990 rows of its 2048-wide head.
+    assert_eq!(m.config.num_params(), 25_549_352 - 990 * 2049);
+
+    let text = toml::to_string(&m).unwrap();
+    assert!(text.contains("family = \"resnet\""), "{text}");
+    let back: ModelSection = toml::from_str(&text).unwrap();
+    assert_eq!(back, m);
+    let json: ModelSection = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+    assert_eq!(json, m);
+
+    let custom = ModelSection::from_table(table(
+        "family = \"resnet\"\nlayers = [1, 1]\nchannels = [128, 256]\nstem_width = 32",
+    ))
+    .unwrap();
+    assert_eq!(custom.config.family(), Family::ResNet);
+    for (text, expect) in [
+        (
+            "preset = \"bit_tiny\"\nembed_dim = 64",
+            "key `model.embed_dim`: unknown field",
+        ),
+        (
+            "preset = \"bit_tiny\"\nfamily = \"vit\"",
+            "preset `bit_tiny` is a resnet",
+        ),
+        (
+            "family = \"hybrid\"",
+            "a hybrid needs a [model.backbone] table",
+        ),
+        (
+            "family = \"cnn\"",
+            "key `model.family`: expected `vit`, `hybrid` or `resnet`",
+        ),
+        ("family = \"resnet\"\nlayers = [2, 0]", ""),
+    ] {
+        match ModelSection::from_table(table(text)) {
+            Err(e) => assert!(e.contains(expect), "{text}: {e}"),
+            // A config that parses but is invalid is the rules' to reject.
+            Ok(m) => assert!(expect.is_empty() && m.config.validate().is_err(), "{text}"),
+        }
+    }
+}
+
+/// The rules of a recipe know the family: layer-wise decay is the transformer's.
+#[test]
+fn layer_decay_on_a_resnet_is_named() {
+    let dir = temp_dir("cfg-resnet-ld");
+    let (path, _) = recipe(&dir, &[]);
+    let err = format!(
+        "{:#}",
+        Config::load(
+            &path,
+            &[
+                "model={ preset = \"bit_tiny\", num_classes = 10, in_channels = 1, image_size = [28, 28] }".into(),
+                "train.layer_decay=0.75".into(),
+            ]
+        )
+        .unwrap_err()
+    );
+    assert!(
+        err.contains("train.layer_decay = 0.75: applies to ViTs and hybrids only"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

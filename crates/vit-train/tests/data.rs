@@ -311,7 +311,7 @@ fn evaluate_sees_every_image_or_fails() {
         .with_depth(1)
         .with_num_heads(2)
         .init(&device);
-    let err = vit_train::eval::evaluate(&model, set, transform, 4, 2, &device).unwrap_err();
+    let err = vit_train::eval::evaluate(&model.into(), set, transform, 4, 2, &device).unwrap_err();
     assert!(format!("{err:#}").contains("broken.png"), "{err:#}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -308,13 +308,13 @@ proptest! {
             }
             Ok(config) => {
                 let vit = config.model.config.clone();
-                let shape = [vit.in_channels, vit.image_size[0], vit.image_size[1]];
+                let shape = [vit.in_channels(), vit.image_size()[0], vit.image_size()[1]];
                 let per: usize = shape.iter().product();
                 let n = 4;
                 let px: Vec<u8> = (0..n * per).map(|i| (i * 37 % 251) as u8).collect();
                 let classes: Vec<String> =
-                    (0..vit.num_classes).map(|i| i.to_string()).collect();
-                let labels = (0..n as u32).map(|i| i % vit.num_classes as u32).collect();
+                    (0..vit.num_classes()).map(|i| i.to_string()).collect();
+                let labels = (0..n as u32).map(|i| i % vit.num_classes() as u32).collect();
                 let set = ImageSet::new(px, labels, shape, classes).unwrap();
                 let transform = Transform::training(&config.data);
                 let mode = Mode::Train {

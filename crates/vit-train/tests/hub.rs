@@ -390,6 +390,15 @@ fn predict_eval_and_models_take_model_ids() {
         out.contains("vit_base_patch16_224") && out.contains("86,567,656"),
         "{out}"
     );
+    // The ResNet family's presets too, with timm's count.
+    let r50 = out
+        .lines()
+        .find(|l| l.contains("resnetv2_50x1_bit"))
+        .unwrap_or_default();
+    assert!(
+        r50.contains("25,549,352") && r50.contains("crop_pct 0.875") && r50.contains("ResNet"),
+        "{out}"
+    );
     assert!(
         out.contains("hf-hub:timm/vit_token32_test") && out.contains("hf-hub:google/vit-test"),
         "{out}"

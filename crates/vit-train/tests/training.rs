@@ -136,8 +136,15 @@ fn a_checkpoint_of_another_model_is_refused_by_key() {
         },
     )
     .unwrap();
-    let wider = recipe(&dir, &[]).1.model.config.with_embed_dim(48);
-    let model = wider.init(&burn::tensor::Device::flex());
+    let wider = recipe(&dir, &[])
+        .1
+        .model
+        .config
+        .as_vit()
+        .unwrap()
+        .clone()
+        .with_embed_dim(48);
+    let model = wider.init(&burn::tensor::Device::flex()).into();
     let err = format!(
         "{:#}",
         checkpoint::load_model(&dir.join("run/checkpoints/last"), model)
@@ -180,7 +187,7 @@ fn an_existing_run_is_not_overwritten() {
 }
 
 /// Every float parameter's values, in visiting order.
-fn param_values(model: &vit_model::VisionTransformer) -> Vec<f32> {
+fn param_values(model: &vit_model::Model) -> Vec<f32> {
     use burn::module::{Module, ModuleVisitor, Param};
     use burn::tensor::Tensor;
     struct Values(Vec<f32>);
@@ -293,7 +300,8 @@ fn weight_average_resumes_exactly_and_is_what_the_checkpoint_delivers() {
     }
     // The average is not the trained weights...
     let last = straight_dir.join("run/checkpoints/last");
-    let trained = checkpoint::load_model(&last, config.model.config.init(&device)).unwrap();
+    let trained =
+        checkpoint::load_model(&last, config.model.config.try_init(&device).unwrap()).unwrap();
     let moved = a
         .iter()
         .zip(param_values(&trained))

@@ -239,8 +239,9 @@ fn finetune_resumes_with_the_architecture_it_loaded() {
     .unwrap();
     let saved = checkpoint::read_state(&checkpoint::resolve(&dir.join("run2")).unwrap()).unwrap();
     // The run recorded the architecture as loaded (the 5x5 grid), not the weights path alone.
-    assert_eq!(saved.config.model.config.image_size, [40, 40]);
-    assert!(saved.config.model.config.qkv_bias);
+    let vit = saved.config.model.config.as_vit().unwrap();
+    assert_eq!(vit.image_size, [40, 40]);
+    assert!(vit.qkv_bias);
     let resumed = run(
         Start::Resume(dir.join("run2")),
         RunOptions {
@@ -361,6 +362,55 @@ fn predict_with_weights_matches_timm() {
     assert_eq!(got["top_k"].as_array().unwrap().len(), 5);
 }
 
+/// `predict --weights` with a timm BiT ResNet (bit_fixtures.py's bit_tiny_48) on a 61x50 RGB
+/// PNG: BiT's evaluation transform (crop_pct 0.875, bilinear, mean and std 0.5) and the
+/// network give timm's logits, from timm's safetensors and from the original BiT `.npz` layout.
+#[test]
+fn predict_with_bit_weights_matches_timm() {
+    let dir = temp_dir("predict-bit");
+    let model = dir.join("bit.toml");
+    std::fs::write(
+        &model,
+        "[model]\nfamily = \"resnet\"\nlayers = [1, 1, 1, 1]\nchannels = [32, 64, 128, 256]\n\
+         stem_width = 16\nnorm_groups = 8\nimage_size = [48, 48]\nnum_classes = 10\n",
+    )
+    .unwrap();
+    let want: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(train_fixture("predict_bit_48.json")).unwrap(),
+    )
+    .unwrap();
+    let want: Vec<f64> = want["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    for weights in ["bit_tiny_48.model.safetensors", "bit_tiny_48.bit.npz"] {
+        let (ok, out, err) = vit_train(&[
+            "predict",
+            "--weights",
+            model_fixture(weights).to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--json",
+            "--logits",
+            train_fixture("predict_bit_48.png").to_str().unwrap(),
+        ]);
+        assert!(ok, "{weights}: {err}");
+        let got: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        let got = got["logits"].as_array().unwrap();
+        assert_eq!(got.len(), 10);
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| (g.as_f64().unwrap() - w).abs())
+            .fold(0.0, f64::max);
+        assert!(worst < 1e-4, "{weights}: logits {worst:.2e} from timm's");
+        eprintln!("{weights}: logits within {worst:.2e} of timm's");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn shipped_finetune_recipes_parse() {
     for (name, expect) in [
@@ -387,6 +437,6 @@ fn shipped_finetune_recipes_parse() {
     // The paper's fine-tuning recipe at 384: 24x24 patches + class token.
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/finetune-b16-384.toml");
     let config = Config::load(&path, &[]).unwrap();
-    assert_eq!(config.model.config.clone().seq_len(), 577);
+    assert_eq!(config.model.config.as_vit().unwrap().seq_len(), 577);
     assert_eq!(config.train.optimizer, OptimizerKind::Sgd);
 }

@@ -1,14 +1,17 @@
-//! `[model]`: a preset laid under the user's keys and deserialised straight into
-//! [`VitConfig`], the one place a model hyper-parameter is declared and documented.
+//! `[model]`: a preset laid under the user's keys and deserialised straight into the
+//! family's config ([`VitConfig`] for ViTs and hybrids, [`BitConfig`] for BiT ResNets), the
+//! one place a model hyper-parameter is declared and documented.
 //!
 //! ```toml
 //! [model]
 //! preset = "vit_tiny_patch16_224"   # optional: VitConfig's defaults without it
-//! image_size = [32, 32]             # any VitConfig field replaces the preset's value
+//! image_size = [32, 32]             # any field of the family's config replaces the preset's
 //! num_classes = 10
 //! ```
 //!
-//! A run records its architecture the same way: the preset's name and every field.
+//! A ResNet preset (`resnetv2_50x1_bit`, `bit_tiny`) selects [`BitConfig`]; without a preset,
+//! `family = "resnet"` does. A run records its architecture the same way: the preset's name,
+//! `family = "resnet"` for a ResNet, and every field.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -16,8 +19,8 @@ use std::fmt;
 use serde::de::{self, DeserializeOwned, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use toml::{Table as Map, Value};
-use vit_model::VitConfig;
-use vit_model::resnet::ResNetConfig;
+use vit_model::resnet::{BitConfig, ResNetConfig};
+use vit_model::{Family, ModelConfig, VitConfig};
 
 /// The architecture: the preset it started from (for readers) and the full config.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,16 +28,30 @@ pub struct ModelSection {
     /// The preset name (`vit_base_patch16_224`, ...), when the recipe named one.
     pub preset: Option<String>,
     /// The architecture, every field resolved.
-    pub config: VitConfig,
+    pub config: ModelConfig,
 }
+
+/// The `family` key's values. A hybrid is a ViT with a `[model.backbone]`.
+const FAMILIES: &str = "`vit`, `hybrid` or `resnet`";
 
 impl ModelSection {
     /// The section of a config built in code (no preset).
-    pub fn new(config: VitConfig) -> Self {
+    pub fn new(config: impl Into<ModelConfig>) -> Self {
         Self {
             preset: None,
-            config,
+            config: config.into(),
         }
+    }
+
+    /// The ViT's (or hybrid's) config; an error naming `[model]` for a ResNet, for what
+    /// only a transformer has (`what`: "attention maps", ...).
+    pub fn vit(&self, what: &str) -> anyhow::Result<&VitConfig> {
+        self.config.as_vit().ok_or_else(|| {
+            anyhow::anyhow!(
+                "[model] is a {} ResNet: {what} apply to ViTs and hybrids only",
+                self.preset.as_deref().unwrap_or("BiT")
+            )
+        })
     }
 
     /// Lays `user`'s keys over the preset it names (or over [`VitConfig::new`]). Nested
@@ -50,20 +67,53 @@ impl ModelSection {
                 ));
             }
         };
+        let family = match user.remove("family") {
+            None => None,
+            Some(Value::String(f)) if ["vit", "hybrid", "resnet"].contains(&f.as_str()) => Some(f),
+            Some(other) => {
+                return Err(format!(
+                    "key `model.family`: expected {FAMILIES}, got {other}"
+                ));
+            }
+        };
         let base = match &preset {
             Some(name) => {
-                VitConfig::preset(name).map_err(|e| format!("key `model.preset`: {e}"))?
+                ModelConfig::preset(name).map_err(|e| format!("key `model.preset`: {e}"))?
             }
-            None => VitConfig::new(),
+            None if family.as_deref() == Some("resnet") => ModelConfig::Bit(BitConfig::new()),
+            None => ModelConfig::Vit(VitConfig::new()),
         };
-        let mut table = to_object(&base);
-        overlay::<VitConfig>(&mut table, user, "model")?;
-        let config = serde_path_to_error::deserialize(Value::Table(table)).map_err(|e| {
-            let path = e.path().to_string();
-            format!("key `model.{path}`: {}", e.into_inner())
-        })?;
+        let config = match base {
+            ModelConfig::Vit(base) => ModelConfig::Vit(resolve(&base, user)?),
+            ModelConfig::Bit(base) => ModelConfig::Bit(resolve(&base, user)?),
+        };
+        if let Some(f) = &family {
+            let actual = match config.family() {
+                Family::ResNet => "resnet",
+                Family::Hybrid => "hybrid",
+                Family::Vit => "vit",
+            };
+            if f != actual {
+                let why = match (f.as_str(), &preset) {
+                    (_, Some(p)) => format!("preset `{p}` is a {actual}"),
+                    ("hybrid", None) => "a hybrid needs a [model.backbone] table".into(),
+                    _ => format!("the keys describe a {actual}"),
+                };
+                return Err(format!("key `model.family`: \"{f}\", but {why}"));
+            }
+        }
         Ok(Self { preset, config })
     }
+}
+
+/// `user`'s keys laid over `base`, deserialised into `T` (errors name `model.<key>`).
+fn resolve<T: Serialize + DeserializeOwned>(base: &T, user: Map) -> Result<T, String> {
+    let mut table = to_object(base);
+    overlay::<T>(&mut table, user, "model")?;
+    serde_path_to_error::deserialize(Value::Table(table)).map_err(|e| {
+        let path = e.path().to_string();
+        format!("key `model.{path}`: {}", e.into_inner())
+    })
 }
 
 /// Sets `user`'s keys in `base` (`T`'s fields, serialised), refusing keys `T` does not have.
@@ -103,19 +153,26 @@ fn to_object<T: Serialize>(value: &T) -> Map {
 }
 
 impl Serialize for ModelSection {
-    /// `preset` (when there is one), then every field in [`VitConfig`]'s order; unset
-    /// options are left out (TOML has no null).
+    /// `preset` (when there is one), `family = "resnet"` for a ResNet, then every field in
+    /// the config's order; unset options are left out (TOML has no null).
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
         struct Flat<'a> {
             #[serde(skip_serializing_if = "Option::is_none")]
             preset: &'a Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            family: Option<&'static str>,
             #[serde(flatten)]
             config: Map,
         }
-        let config = Map::try_from(&self.config).map_err(serde::ser::Error::custom)?;
+        let (family, config) = match &self.config {
+            ModelConfig::Vit(c) => (None, Map::try_from(c)),
+            ModelConfig::Bit(c) => (Some("resnet"), Map::try_from(c)),
+        };
+        let config = config.map_err(serde::ser::Error::custom)?;
         Flat {
             preset: &self.preset,
+            family,
             config,
         }
         .serialize(serializer)

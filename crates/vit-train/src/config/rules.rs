@@ -2,12 +2,12 @@
 //! (and when a run's saved recipe is read back), so that a bad value stops the run before it
 //! starts, with the key, the value and what was expected, and never reaches a loader thread
 //! or a kernel. Serde has already checked types, enum names and unknown keys; the model's own
-//! rules are [`VitConfig::validate`]'s, reported under `model.`.
+//! rules are [`ModelConfig::validate`]'s, reported under `model.`.
 
 use std::fmt::Display;
 
 use anyhow::{Result, bail};
-use vit_model::{VitConfig, VitError, parse_device_name};
+use vit_model::{ModelConfig, VitError, parse_device_name};
 
 use super::Config;
 
@@ -23,7 +23,7 @@ pub fn check(config: &Config) -> Result<()> {
         }
     };
     if let Some(m) = &model {
-        model_for_training(&mut r, m);
+        model_for_training(&mut r, config, m);
     }
     data(&mut r, config, model);
     train(&mut r, config);
@@ -46,7 +46,7 @@ pub fn check(config: &Config) -> Result<()> {
     }
 }
 
-/// The model's own rules ([`VitConfig::validate`]) with the section named.
+/// The model's own rules ([`ModelConfig::validate`]) with the section named.
 pub fn model_error(e: VitError) -> anyhow::Error {
     match e {
         VitError::InvalidConfig(message) => anyhow::anyhow!("model.{message}"),
@@ -54,20 +54,31 @@ pub fn model_error(e: VitError) -> anyhow::Error {
     }
 }
 
-fn model_for_training(r: &mut Rules, m: &VitConfig) {
-    if m.num_classes == 0 {
+fn model_for_training(r: &mut Rules, config: &Config, m: &ModelConfig) {
+    if m.num_classes() == 0 {
         r.fail(
             "model.num_classes",
             0,
             "must be positive: a run trains a classifier",
         );
     }
-    if m.depth == 0 {
-        r.fail("model.depth", 0, "must be positive");
+    match m {
+        ModelConfig::Vit(v) if v.depth == 0 => r.fail("model.depth", 0, "must be positive"),
+        ModelConfig::Vit(_) => {}
+        // Layer-wise decay scales the transformer's blocks (BEiT's rule); a ResNet has none.
+        ModelConfig::Bit(_) => {
+            if let Some(d) = config.train.layer_decay {
+                r.fail(
+                    "train.layer_decay",
+                    d,
+                    "applies to ViTs and hybrids only (a ResNet has no transformer blocks)",
+                );
+            }
+        }
     }
 }
 
-fn data(r: &mut Rules, config: &Config, model: Option<&VitConfig>) {
+fn data(r: &mut Rules, config: &Config, model: Option<&ModelConfig>) {
     let d = &config.data;
     for (key, split) in [("data.train", &d.train), ("data.test", &d.test)] {
         if split.is_empty() {
@@ -93,7 +104,7 @@ fn data(r: &mut Rules, config: &Config, model: Option<&VitConfig>) {
         r.fail("data.workers", d.workers, "must be in 1..=256");
     }
     if let Some(m) = model {
-        let c = m.in_channels;
+        let c = m.in_channels();
         for (key, values) in [("data.mean", &d.mean), ("data.std", &d.std)] {
             if values.len() != c {
                 r.fail(
@@ -104,19 +115,20 @@ fn data(r: &mut Rules, config: &Config, model: Option<&VitConfig>) {
             }
         }
         if let Some(names) = &d.classes
-            && names.len() != m.num_classes
+            && names.len() != m.num_classes()
         {
             r.fail(
                 "data.classes",
                 format!("[{} names]", names.len()),
                 format!(
                     "needs one name per class (model.num_classes = {})",
-                    m.num_classes
+                    m.num_classes()
                 ),
             );
         }
         let a = &d.augment;
-        let min_side = m.image_size[0].min(m.image_size[1]);
+        let size = m.image_size();
+        let min_side = size[0].min(size[1]);
         if a.crop_padding > min_side {
             r.fail(
                 "data.augment.crop_padding",

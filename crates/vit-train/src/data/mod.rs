@@ -22,7 +22,7 @@ use anyhow::{Context, Result, bail};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use vit_model::VitConfig;
+use vit_model::ModelConfig;
 
 use crate::config::{DataFormat, DataSection};
 
@@ -229,26 +229,26 @@ pub struct Splits {
     pub cache: Option<image_folder::CacheReport>,
 }
 
-fn class_names(data: &DataSection, model: &VitConfig) -> Result<Vec<String>> {
+fn class_names(data: &DataSection, model: &ModelConfig) -> Result<Vec<String>> {
     match &data.classes {
-        Some(c) if c.len() != model.num_classes => bail!(
+        Some(c) if c.len() != model.num_classes() => bail!(
             "data.classes lists {} names but model.num_classes is {}",
             c.len(),
-            model.num_classes
+            model.num_classes()
         ),
         Some(c) => Ok(c.clone()),
-        None => Ok((0..model.num_classes).map(|i| i.to_string()).collect()),
+        None => Ok((0..model.num_classes()).map(|i| i.to_string()).collect()),
     }
 }
 
 /// Loads one split by name (IDX prefix, image-folder subfolder, or `train`/`test` for CIFAR),
 /// fitted to the model's input (see [`fit`]).
-pub fn load_split(data: &DataSection, model: &VitConfig, split: &str) -> Result<ImageSet> {
+pub fn load_split(data: &DataSection, model: &ModelConfig, split: &str) -> Result<ImageSet> {
     fit(load_raw(data, model, split)?, data, model)
 }
 
 /// One split as stored.
-fn load_raw(data: &DataSection, model: &VitConfig, split: &str) -> Result<ImageSet> {
+fn load_raw(data: &DataSection, model: &ModelConfig, split: &str) -> Result<ImageSet> {
     let classes = class_names(data, model)?;
     Ok(match data.format {
         DataFormat::Idx => idx::load(&data.root, split, classes)?,
@@ -262,32 +262,32 @@ fn load_raw(data: &DataSection, model: &VitConfig, split: &str) -> Result<ImageS
             )?
         }
         DataFormat::WebDataset => {
-            let [h, w] = model.image_size;
+            let [h, w] = model.image_size();
             let set = webdataset::load(
                 &data.root,
                 split,
-                [model.in_channels, h, w],
+                [model.in_channels(), h, w],
                 data.classes.clone(),
             )?;
-            if set.classes.len() != model.num_classes {
+            if set.classes.len() != model.num_classes() {
                 bail!(
                     "the shards of `{split}` in {} have {} classes but model.num_classes is {}",
                     data.root.display(),
                     set.classes.len(),
-                    model.num_classes
+                    model.num_classes()
                 );
             }
             set
         }
         DataFormat::ImageFolder => {
-            let [h, w] = model.image_size;
-            let set = image_folder::load(&data.root.join(split), [model.in_channels, h, w])?;
-            if set.classes.len() != model.num_classes {
+            let [h, w] = model.image_size();
+            let set = image_folder::load(&data.root.join(split), [model.in_channels(), h, w])?;
+            if set.classes.len() != model.num_classes() {
                 bail!(
                     "{} has {} class folders but model.num_classes is {}",
                     data.root.join(split).display(),
                     set.classes.len(),
-                    model.num_classes
+                    model.num_classes()
                 );
             }
             set
@@ -298,8 +298,12 @@ fn load_raw(data: &DataSection, model: &VitConfig, split: &str) -> Result<ImageS
 /// Checks that a set's images have the model's input shape; with `data.resize`, in-memory
 /// images are resized (bicubic) and grayscale ones repeated to 3 channels to fit it, as a
 /// pretrained RGB model at another resolution needs.
-pub fn fit(set: ImageSet, data: &DataSection, model: &VitConfig) -> Result<ImageSet> {
-    let want = [model.in_channels, model.image_size[0], model.image_size[1]];
+pub fn fit(set: ImageSet, data: &DataSection, model: &ModelConfig) -> Result<ImageSet> {
+    let want = [
+        model.in_channels(),
+        model.image_size()[0],
+        model.image_size()[1],
+    ];
     // Image files are made to the model's shape by the transforms.
     if set.shape == want || matches!(set.pixels, Pixels::Files { .. } | Pixels::Shards { .. }) {
         return Ok(set);
@@ -346,7 +350,7 @@ fn resize_chw(px: &[u8], from: [usize; 3], to: [usize; 3]) -> Vec<u8> {
 
 /// Loads train, validation (separate split, a seeded fraction of train, or else the test set)
 /// and test.
-pub fn load_splits(data: &DataSection, model: &VitConfig, seed: u64) -> Result<Splits> {
+pub fn load_splits(data: &DataSection, model: &ModelConfig, seed: u64) -> Result<Splits> {
     let mut train = load_raw(data, model, &data.train)?;
     let test = load_raw(data, model, &data.test)?;
     let mut val = if let Some(v) = &data.val {

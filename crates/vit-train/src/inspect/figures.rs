@@ -334,32 +334,52 @@ pub fn posemb_similarity(dir: &Path, sim: &[f64], grid: [usize; 2]) -> Result<()
 
 /// `embedding_filters.png`: principal components as `[C, ph, pw]` tiles, each min-max scaled
 /// (grey for one channel).
-pub fn embedding_filters(
-    dir: &Path,
-    components: &[Vec<f64>],
+pub fn embedding_filters(dir: &Path, components: &[Vec<f64>], shape: [usize; 3]) -> Result<()> {
+    let what = format!(
+        "embedding filters: first {} principal components",
+        components.len()
+    );
+    filter_grid(
+        &dir.join("embedding_filters.png"),
+        &what,
+        components,
+        shape,
+        7,
+    )
+}
+
+/// `root_filters.png`: a ResNet's root-convolution filters as `[C, kh, kw]` tiles, each
+/// min-max scaled (so as the weight standardisation leaves them).
+pub fn root_filters(dir: &Path, filters: &[Vec<f64>], shape: [usize; 3], of: usize) -> Result<()> {
+    let what = format!(
+        "root convolution: {} of {of} filters ({}x{})",
+        filters.len(),
+        shape[1],
+        shape[2]
+    );
+    filter_grid(&dir.join("root_filters.png"), &what, filters, shape, 8)
+}
+
+/// Tiles of `[C, ph, pw]` values in `cols` columns under a title.
+fn filter_grid(
+    path: &Path,
+    what: &str,
+    tiles: &[Vec<f64>],
     [c, ph, pw]: [usize; 3],
+    cols: usize,
 ) -> Result<()> {
     let labels = register_font();
-    let cols = 7;
-    let rows = components.len().div_ceil(cols);
+    let rows = tiles.len().div_ceil(cols);
     let scale = (64 / ph.max(pw)).max(2) as f64;
     let tile = (ph.max(pw) as f64 * scale) as i32;
-    let path = dir.join("embedding_filters.png");
     let (w, h) = (
         cols as i32 * (tile + 12) + 20,
         rows as i32 * (tile + 12) + 50,
     );
-    let root = BitMapBackend::new(&path, (w as u32, h as u32)).into_drawing_area();
+    let root = BitMapBackend::new(path, (w as u32, h as u32)).into_drawing_area();
     root.fill(&WHITE)?;
-    title(
-        &root,
-        &format!(
-            "embedding filters: first {} principal components",
-            components.len()
-        ),
-        labels,
-    )?;
-    for (i, comp) in components.iter().enumerate() {
+    title(&root, what, labels)?;
+    for (i, comp) in tiles.iter().enumerate() {
         let lo = comp.iter().copied().fold(f64::MAX, f64::min);
         let hi = comp.iter().copied().fold(f64::MIN, f64::max);
         let span = (hi - lo).max(f64::MIN_POSITIVE);
@@ -379,5 +399,5 @@ pub fn embedding_filters(
         );
         blit(&root, &px, [ph, pw], (x, y), scale)?;
     }
-    save(root, &path)
+    save(root, path)
 }

@@ -1,7 +1,8 @@
 //! `inspect`: the paper's pictures of what a ViT learns (section 4.5, App. D.7-D.8), for any
 //! model `predict` can load: attention rollout over images (Fig. 6 / 14), mean attention
 //! distance by depth (Fig. 7 right / 11), position-embedding similarity (Fig. 7 centre) and
-//! the principal components of the embedding filters (Fig. 7 left).
+//! the principal components of the embedding filters (Fig. 7 left). A ResNet has no attention
+//! and no position embedding: for it `inspect` draws the root convolution's filters.
 //!
 //! The numbers are computed on the host in f64 from the model's attention weights (softmax
 //! over all tokens, class token first, eval mode), as [`rollout`], [`distance`], [`posemb`]
@@ -52,7 +53,9 @@ pub fn inspect(args: &InspectArgs) -> Result<(Vec<ImageReport>, ModelReport)> {
         bail!("--discard-ratio {}: must be in [0, 1)", args.discard_ratio);
     }
     let loaded = predict::load(&args.source)?;
-    let model = &loaded.model;
+    let Some(model) = loaded.model.as_vit() else {
+        return inspect_resnet(args, &loaded);
+    };
     let c = model.config.clone();
     let (s, prefix, h, grid) = (
         c.seq_len(),
@@ -171,6 +174,49 @@ pub fn inspect(args: &InspectArgs) -> Result<(Vec<ImageReport>, ModelReport)> {
         ModelReport {
             posemb_similarity: sim.chunks(n).map(<[f64]>::to_vec).collect(),
             embedding_pca_explained: explained,
+        },
+    ))
+}
+
+/// What applies to a ResNet: `root_filters.png`, the root convolution's filters (the first
+/// 64). The figures of attention and position embeddings do not apply, and are named so.
+fn inspect_resnet(
+    args: &InspectArgs,
+    loaded: &predict::Loaded,
+) -> Result<(Vec<ImageReport>, ModelReport)> {
+    const DRAWN: usize = 64;
+    let target = args.out.join("root_filters.png");
+    if !args.overwrite && target.exists() {
+        bail!(
+            "{} exists; inspect does not replace files unless given --overwrite",
+            target.display()
+        );
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let weight = loaded.model.first_conv_weight();
+    let [out, c, kh, kw] = weight.dims();
+    let v = values(weight)?;
+    let per = c * kh * kw;
+    let filters: Vec<Vec<f64>> = v
+        .chunks_exact(per)
+        .take(DRAWN)
+        .map(|f| f.iter().map(|&x| f64::from(x)).collect())
+        .collect();
+    figures::root_filters(&args.out, &filters, [c, kh, kw], out)?;
+    eprintln!(
+        "a ResNet has no attention and no position embedding: attention rollout, attention          distance, position-embedding similarity and embedding-filter components do not apply          (only root_filters.png is drawn{})",
+        if args.images.is_empty() {
+            ""
+        } else {
+            "; the images are not used"
+        }
+    );
+    Ok((
+        Vec::new(),
+        ModelReport {
+            posemb_similarity: Vec::new(),
+            embedding_pca_explained: Vec::new(),
         },
     ))
 }

@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
-use vit_model::VisionTransformer;
+use vit_model::Model;
 use vit_model::weights::{load_safetensors, param_ids, save_safetensors, set_param_ids};
 
 use crate::config::Config;
@@ -58,8 +58,8 @@ pub struct LoopState {
 /// removed and the previous checkpoint at `dir` stays as it was.
 pub fn save(
     dir: &Path,
-    model: &VisionTransformer,
-    ema: Option<&VisionTransformer>,
+    model: &Model,
+    ema: Option<&Model>,
     optim: &ModuleOptimizer,
     state: &LoopState,
 ) -> Result<()> {
@@ -95,8 +95,8 @@ pub fn save(
 /// The files of a checkpoint, into folder `tmp`; each error names its file.
 fn write_files(
     tmp: &Path,
-    model: &VisionTransformer,
-    ema: Option<&VisionTransformer>,
+    model: &Model,
+    ema: Option<&Model>,
     optim: &ModuleOptimizer,
     state: &LoopState,
 ) -> Result<()> {
@@ -179,7 +179,7 @@ pub fn read_state(dir: &Path) -> Result<LoopState> {
 
 /// Loads the checkpoint's weights (and parameter ids) into `model`; a model of another
 /// architecture gets an error naming every mismatched key.
-pub fn load_model(dir: &Path, model: VisionTransformer) -> Result<VisionTransformer> {
+pub fn load_model(dir: &Path, model: Model) -> Result<Model> {
     let path = dir.join(MODEL_FILE);
     let model = load_safetensors(model, &path)
         .with_context(|| format!("cannot load the model of checkpoint {}", dir.display()))?;
@@ -196,7 +196,7 @@ pub fn load_model(dir: &Path, model: VisionTransformer) -> Result<VisionTransfor
 
 /// Loads the checkpoint's moving average of the weights into `model` (for a resumed run whose
 /// recipe keeps one).
-pub fn load_ema(dir: &Path, model: VisionTransformer) -> Result<VisionTransformer> {
+pub fn load_ema(dir: &Path, model: Model) -> Result<Model> {
     let path = dir.join(EMA_FILE);
     if !path.is_file() {
         bail!(
@@ -238,11 +238,7 @@ pub fn load_optimizer(dir: &Path, optim: ModuleOptimizer) -> Result<ModuleOptimi
 /// Builds the model of a checkpoint (folder `dir`, its state already read) on `device`, for
 /// evaluation, prediction or export: the moving average of the weights where the run kept one
 /// (as timm evaluates its EMA model), else the trained weights.
-pub fn load_for_inference(
-    dir: &Path,
-    state: &LoopState,
-    device: &Device,
-) -> Result<VisionTransformer> {
+pub fn load_for_inference(dir: &Path, state: &LoopState, device: &Device) -> Result<Model> {
     let config = &state.config.model.config;
     if state.config.train.ema_decay.is_some() {
         return load_ema(dir, config.try_init(device)?);

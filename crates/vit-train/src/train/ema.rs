@@ -4,12 +4,12 @@
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::Tensor;
-use vit_model::VisionTransformer;
+use vit_model::Model;
 
 /// The averaged copy of a model, on the model's device without autodiff.
 pub struct ModelEma {
     /// The averaged weights (parameter ids as the trained model's).
-    pub model: VisionTransformer,
+    pub model: Model,
     /// The decay `d` once warmed up.
     pub decay: f64,
     /// timm's `use_warmup` (see [`ModelEma::decay_at`]).
@@ -18,7 +18,7 @@ pub struct ModelEma {
 
 impl ModelEma {
     /// Starts the average at `model`'s current weights.
-    pub fn new(model: &VisionTransformer, decay: f64, warmup: bool) -> Self {
+    pub fn new(model: &Model, decay: f64, warmup: bool) -> Self {
         Self {
             model: model.valid(),
             decay,
@@ -43,7 +43,7 @@ impl ModelEma {
     }
 
     /// Folds in the weights of `model` after optimiser step `step` (from 1).
-    pub fn update(&mut self, model: &VisionTransformer, step: usize) {
+    pub fn update(&mut self, model: &Model, step: usize) {
         let mut current = Collect::default();
         model.valid().visit(&mut current);
         let decay = self.decay_at(step);

@@ -9,7 +9,7 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamWConfig, ModuleOptimizer, SgdConfig};
 use burn::tensor::Tensor;
-use vit_model::VisionTransformer;
+use vit_model::{Model, VisionTransformer};
 
 use crate::config::{OptimizerKind, TrainSection};
 
@@ -37,14 +37,14 @@ impl ModuleVisitor for NoDecay {
 }
 
 /// Ids of the parameters that get no weight decay.
-pub fn no_decay_ids(model: &VisionTransformer) -> Vec<ParamId> {
+pub fn no_decay_ids(model: &Model) -> Vec<ParamId> {
     let mut v = NoDecay::default();
     model.visit(&mut v);
     v.ids
 }
 
 /// Builds the optimiser for `model` (its parameter ids decide the groups).
-pub fn build(t: &TrainSection, model: &VisionTransformer) -> ModuleOptimizer {
+pub fn build(t: &TrainSection, model: &Model) -> ModuleOptimizer {
     let no_decay = ParamGroup::from_ids(no_decay_ids(model));
     match t.optimizer {
         OptimizerKind::Adamw => {
@@ -163,13 +163,24 @@ impl LayerDecay {
     }
 }
 
-/// A linear probe: every parameter but the head's stops requiring gradients, so backward
-/// runs through the head only and the optimiser never sees the backbone.
-pub fn freeze_backbone(model: VisionTransformer) -> VisionTransformer {
-    let mut model = model.no_grad();
-    if let Some(head) = model.head.as_mut() {
-        head.weight = head.weight.clone().set_require_grad(true);
-        head.bias = head.bias.clone().map(|b| b.set_require_grad(true));
+/// A linear probe: every parameter but the head's (a ViT's `head`, a ResNet's `head.fc`)
+/// stops requiring gradients, so backward runs through the head only and the optimiser never
+/// sees the backbone.
+pub fn freeze_backbone(model: Model) -> Model {
+    match model.no_grad() {
+        Model::Vit(mut m) => {
+            if let Some(head) = m.head.as_mut() {
+                head.weight = head.weight.clone().set_require_grad(true);
+                head.bias = head.bias.clone().map(|b| b.set_require_grad(true));
+            }
+            Model::Vit(m)
+        }
+        Model::Bit(mut m) => {
+            if let Some(head) = m.head.as_mut() {
+                head.fc.weight = head.fc.weight.clone().set_require_grad(true);
+                head.fc.bias = head.fc.bias.clone().set_require_grad(true);
+            }
+            Model::Bit(m)
+        }
     }
-    model
 }

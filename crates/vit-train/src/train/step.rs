@@ -4,7 +4,7 @@
 
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
-use vit_model::VisionTransformer;
+use vit_model::Model;
 
 use super::clip;
 use super::optim::LayerDecay;
@@ -35,7 +35,7 @@ pub enum StepError {
 /// autodiff device). Returns the updated model.
 #[allow(clippy::too_many_arguments)]
 pub fn optimizer_step(
-    model: VisionTransformer,
+    model: Model,
     optim: &mut ModuleOptimizer,
     batch: &Batch,
     shape: [usize; 3],
@@ -43,7 +43,7 @@ pub fn optimizer_step(
     lr: f64,
     layer_decay: Option<&LayerDecay>,
     device: &Device,
-) -> Result<(VisionTransformer, StepOutput), StepError> {
+) -> Result<(Model, StepOutput), StepError> {
     let per = shape.iter().product::<usize>();
     let classes = batch.targets.len() / batch.len().max(1);
     let micro = batch.len() / t.accum_steps;

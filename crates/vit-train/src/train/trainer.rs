@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 use vit_model::{
-    PretrainedOptions, VisionTransformer, device_from_name, load_pretrained, parse_device_name,
+    Model, PretrainedOptions, device_from_name, load_pretrained_model, parse_device_name,
 };
 
 use super::cadence::{Due, due};
@@ -96,7 +96,7 @@ pub struct Trainer {
     device: Device,
     ad: Device,
     /// Always present between steps (a step moves it through the optimiser).
-    model: Option<VisionTransformer>,
+    model: Option<Model>,
     optim: ModuleOptimizer,
     ema: Option<ModelEma>,
     layer_decay: Option<LayerDecay>,
@@ -151,7 +151,10 @@ impl Trainer {
         let resumed_at = resume_dir.is_some().then_some(state.step);
         let log = RunLog::open(&dir, resumed_at, config.output.tensorboard, stop)?;
         let mut trainer = Self {
-            layer_decay: config.train.layer_decay.map(|d| LayerDecay::new(&model, d)),
+            layer_decay: match (config.train.layer_decay, model.as_vit()) {
+                (Some(d), Some(vit)) => Some(LayerDecay::new(vit, d)),
+                _ => None,
+            },
             data: RunData {
                 train: Arc::new(splits.train),
                 val: Arc::new(splits.val),
@@ -191,7 +194,7 @@ impl Trainer {
         };
         self.log.println(&format!(
             "training {} params on {} images ({} steps of {}, {} per epoch) on {}{gemm}",
-            self.model().config.num_params(),
+            self.model().config().num_params(),
             self.data.train.len(),
             self.plan.total,
             t.batch_size,
@@ -219,7 +222,7 @@ impl Trainer {
         Ok(())
     }
 
-    fn model(&self) -> &VisionTransformer {
+    fn model(&self) -> &Model {
         self.model
             .as_ref()
             .expect("the model is in place between steps")
@@ -227,7 +230,7 @@ impl Trainer {
 
     /// The model that is validated, checkpointed as the run's result and tested: the moving
     /// average of the weights where the run keeps one, else the trained weights.
-    fn delivered(&self) -> &VisionTransformer {
+    fn delivered(&self) -> &Model {
         self.ema.as_ref().map_or(self.model(), |e| &e.model)
     }
 
@@ -491,24 +494,24 @@ fn build_model(
     config: &mut Config,
     resume: Option<&std::path::Path>,
     ad: &Device,
-) -> Result<VisionTransformer> {
-    let vit = config.model.config.clone();
+) -> Result<Model> {
+    let arch = config.model.config.clone();
     let mut model = match (resume, &config.finetune) {
-        (Some(dir), _) => checkpoint::load_model(dir, vit.try_init(ad)?)?,
+        (Some(dir), _) => checkpoint::load_model(dir, arch.try_init(ad)?)?,
         (None, Some(ft)) => {
             let options = PretrainedOptions {
                 format: ft.weights_format,
                 resample: ft.posemb_resample,
-                new_head: Some(vit.num_classes),
+                new_head: Some(arch.num_classes()),
             };
-            let model = load_pretrained(&vit, &ft.weights, &options, ad)
+            let model = load_pretrained_model(&arch, &ft.weights, &options, ad)
                 .with_context(|| "finetune.weights".to_string())?;
             // LayerScale, qkv bias, epsilon come from the checkpoint: resume, eval and predict
             // rebuild exactly this model.
-            config.model.config = model.config.clone();
+            config.model.config = model.config();
             model
         }
-        (None, None) => vit.init_seeded(config.train.seed, ad)?,
+        (None, None) => arch.init_seeded(config.train.seed, ad)?,
     };
     if config.finetune.as_ref().is_some_and(|f| f.freeze_backbone) {
         model = optim::freeze_backbone(model);
@@ -520,7 +523,7 @@ fn build_model(
 /// checkpoint's average on resume.
 fn build_ema(
     config: &Config,
-    model: &VisionTransformer,
+    model: &Model,
     resume: Option<&std::path::Path>,
     device: &Device,
 ) -> Result<Option<ModelEma>> {
@@ -529,7 +532,7 @@ fn build_ema(
         (None, _) => None,
         (Some(decay), None) => Some(ModelEma::new(model, decay, t.ema_warmup)),
         (Some(decay), Some(dir)) => Some(ModelEma {
-            model: checkpoint::load_ema(dir, model.config.try_init(device)?)?,
+            model: checkpoint::load_ema(dir, model.config().try_init(device)?)?,
             decay,
             warmup: t.ema_warmup,
         }),
