@@ -17,6 +17,14 @@ fn tv<T: Serialize>(value: &T) -> String {
     }
 }
 
+/// FLOPs in G, or in M below a billion (the small models' three digits).
+fn flops(f: u64) -> String {
+    match f {
+        f if f >= 1_000_000_000 => format!("{:.3} G", f as f64 / 1e9),
+        f => format!("{:.2} M", f as f64 / 1e6),
+    }
+}
+
 /// The `model:` lines: the architecture, its parameters and FLOPs.
 fn describe_model(config: &Config) -> String {
     let preset = config
@@ -28,13 +36,10 @@ fn describe_model(config: &Config) -> String {
         ModelConfig::Vit(m) => m,
         ModelConfig::Bit(b) => {
             return format!(
-                "model: {preset}, BiT ResNetV2 (the paper's ResNet family)
-  image_size {},                  in_channels {}, num_classes {}
-  layers {}, channels {}, width_factor {},                  stem {} channels, features {}
-  parameters {}
-  FLOPs per image {:.3} G                  (forward)
-  drop_rate {}
-",
+                "model: {preset}, BiT ResNetV2 (the paper's ResNet family)\n  image_size {}, \
+                 in_channels {}, num_classes {}\n  layers {}, channels {}, width_factor {}, \
+                 stem {} channels, features {}\n  parameters {}\n  FLOPs per image {} \
+                 (forward)\n  drop_rate {}\n",
                 tv(&b.image_size),
                 b.in_channels,
                 b.num_classes,
@@ -46,7 +51,7 @@ fn describe_model(config: &Config) -> String {
                 b.stem_channels(),
                 b.num_features(),
                 group(b.num_params()),
-                b.flops_per_image(b.image_size) as f64 / 1e9,
+                flops(b.flops_per_image(b.image_size)),
                 tv(&b.drop_rate)
             );
         }
@@ -80,12 +85,12 @@ fn describe_model(config: &Config) -> String {
         );
     }
     s += &format!(
-        "  parameters {}\n  tokens {} ({} patches + {} prefix)\n  FLOPs per image {:.3} G (forward)\n",
+        "  parameters {}\n  tokens {} ({} patches + {} prefix)\n  FLOPs per image {} (forward)\n",
         group(m.num_params()),
         m.seq_len(),
         m.num_patches(),
         m.num_prefix_tokens(),
-        m.flops_per_image() as f64 / 1e9
+        flops(m.flops_per_image())
     );
     s += &format!(
         "  drop_rate {}, attn_drop_rate {}, drop_path_rate {}\n",

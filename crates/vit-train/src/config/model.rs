@@ -43,17 +43,6 @@ impl ModelSection {
         }
     }
 
-    /// The ViT's (or hybrid's) config; an error naming `[model]` for a ResNet, for what
-    /// only a transformer has (`what`: "attention maps", ...).
-    pub fn vit(&self, what: &str) -> anyhow::Result<&VitConfig> {
-        self.config.as_vit().ok_or_else(|| {
-            anyhow::anyhow!(
-                "[model] is a {} ResNet: {what} apply to ViTs and hybrids only",
-                self.preset.as_deref().unwrap_or("BiT")
-            )
-        })
-    }
-
     /// Lays `user`'s keys over the preset it names (or over [`VitConfig::new`]). Nested
     /// tables (`[model.backbone]`) are laid over the preset's, or over their own defaults.
     /// Unknown keys and values of the wrong type are errors naming `model.<key>`.
