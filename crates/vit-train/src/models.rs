@@ -11,8 +11,9 @@ pub fn list(pattern: Option<&str>) -> String {
     let want = |name: &str| {
         pattern.is_none_or(|p| name.to_ascii_lowercase().contains(&p.to_ascii_lowercase()))
     };
-    let mut s =
-        String::from("presets (the timm model of the same name; parameters at 1000 classes):\n");
+    let mut s = String::from(
+        "presets (the timm model of the same name where timm has one; parameters at 1000 classes):\n",
+    );
     for name in all_preset_names().into_iter().filter(|n| want(n)) {
         if let Ok(c) = ModelConfig::preset(&name) {
             let p = vit_model::Preprocessing::for_preset(&name);
