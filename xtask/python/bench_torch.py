@@ -24,6 +24,10 @@ CASES = {
     "ti16-infer": ("vit_tiny_patch16_224", 32, False),
     "b16-infer": ("vit_base_patch16_224", 8, False),
     "r26s32-infer": ("vit_small_r26_s32_224", 8, False),
+    "r26s32-train": ("vit_small_r26_s32_224", 16, True),
+    # The paper's ResNet baseline, BiT-M R50x1 (vit's preset of the same name).
+    "resnet50-infer": ("resnetv2_50x1_bit", 8, False),
+    "resnet50-train": ("resnetv2_50x1_bit", 16, True),
     "b16-train-b64": ("vit_base_patch16_224", 64, True),
     "b16-infer-b64": ("vit_base_patch16_224", 64, False),
     # The GPU pack's cases (.gpu/run.sh): the headline recipe's step (configs/b16.toml: dropout
@@ -149,7 +153,8 @@ def main():
         batch = args.batch or batch
         trainer = args.case == "b16-trainer-b64"
         extra = {"drop_rate": 0.1} if trainer else {}
-        if args.image_size and name != "cifar":
+        # (A ViT is built at its size; a ResNet takes any.)
+        if args.image_size and name.startswith("vit"):
             extra["img_size"] = args.image_size
         m, shape = model(name, **extra)
         if args.image_size and name != "cifar":

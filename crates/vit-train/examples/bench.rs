@@ -3,8 +3,9 @@
 //!
 //! `bench CASE [--steps N] [--warmup N] [--device cpu] [--dtype f32|bf16|f16]`
 //! `[--decoder auto|image|turbojpeg] [--cache off|on] [--workers N]`, CASE one of
-//! `cifar-train`, `cifar-infer`, `ti16-train`, `ti16-infer`, `b16-infer`, `r26s32-infer` (the
-//! hybrid R26+ViT-S/32), `gemm`, and for GPUs (`cargo xtask gpu-check`) `b16-train-b64`,
+//! `cifar-train`, `cifar-infer`, `ti16-train`, `ti16-infer`, `b16-infer`, `r26s32-infer` /
+//! `r26s32-train` (the hybrid R26+ViT-S/32; training at batch 16), `resnet50-infer` /
+//! `resnet50-train` (the ResNet baseline, BiT R50x1 at 224 px, batch 8 / 16), `gemm`, and for GPUs (`cargo xtask gpu-check`) `b16-train-b64`,
 //! `b16-infer-b64` (ViT-B/16 at batch 64), for the GPU pack (`.gpu/run.sh`) `b16-trainer-b64`
 //! (configs/b16.toml's step as the trainer takes it, `--config` for another recipe),
 //! `s16-infer-b64` and `r26s32-infer-b64` (`--batch N` / `--image-size N` set another batch /
@@ -28,10 +29,10 @@ use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Distribution, FloatDType, Int, Tensor};
-use vit_model::{VitConfig, device_from_name};
+use vit_model::{Model, ModelConfig, VitConfig, device_from_name};
 
 /// (model, batch, train?) of a case.
-fn case(name: &str) -> Result<Option<(VitConfig, usize, bool)>> {
+fn case(name: &str) -> Result<Option<(ModelConfig, usize, bool)>> {
     let cifar = VitConfig::new()
         .with_image_size([32, 32])
         .with_patch_size([4, 4])
@@ -44,6 +45,15 @@ fn case(name: &str) -> Result<Option<(VitConfig, usize, bool)>> {
     let b16 = VitConfig::preset("vit_base_patch16_224")?;
     let r26s32 = VitConfig::preset("vit_small_r26_s32_224")?;
     let s16 = VitConfig::preset("vit_small_patch16_224")?;
+    // The paper's ResNet baseline: BiT-M R50x1 (timm resnetv2_50x1_bit) at 224 px.
+    let r50 = ModelConfig::preset("resnetv2_50x1_bit")?;
+    let (cifar, ti16, b16, r26s32, s16) = (
+        ModelConfig::from(cifar),
+        ModelConfig::from(ti16),
+        ModelConfig::from(b16),
+        ModelConfig::from(r26s32),
+        ModelConfig::from(s16),
+    );
     Ok(Some(match name {
         "cifar-train" => (cifar, 128, true),
         "cifar-infer" => (cifar, 128, false),
@@ -53,6 +63,9 @@ fn case(name: &str) -> Result<Option<(VitConfig, usize, bool)>> {
         "b16-train-b64" => (b16.clone(), 64, true),
         "b16-infer-b64" => (b16, 64, false),
         "r26s32-infer" => (r26s32.clone(), 8, false),
+        "r26s32-train" => (r26s32.clone(), 16, true),
+        "resnet50-infer" => (r50.clone(), 8, false),
+        "resnet50-train" => (r50, 16, true),
         "s16-infer-b64" => (s16, 64, false),
         "r26s32-infer-b64" => (r26s32, 64, false),
         "gemm" | "fmnist-train" | "b16-trainer-b64" | "imagefolder-train" | "imagefolder-load"
@@ -60,10 +73,22 @@ fn case(name: &str) -> Result<Option<(VitConfig, usize, bool)>> {
         n if n.starts_with("sample-") => return Ok(None),
         other => bail!(
             "unknown case `{other}`; expected cifar-train, cifar-infer, ti16-train, ti16-infer, \
-             b16-infer, r26s32-infer, b16-train-b64, b16-infer-b64, b16-trainer-b64, \
-             s16-infer-b64, r26s32-infer-b64, fmnist-train or gemm"
+             b16-infer, r26s32-infer, r26s32-train, resnet50-infer, resnet50-train, \
+             b16-train-b64, b16-infer-b64, b16-trainer-b64, s16-infer-b64, r26s32-infer-b64, \
+             fmnist-train or gemm"
         ),
     }))
+}
+
+/// Reads the head's bias back, so that a lazy backend has run the optimiser's update.
+fn wait_for_update(m: &Model) {
+    let _ = match m {
+        Model::Vit(v) => v
+            .head
+            .as_ref()
+            .and_then(|h| h.bias.as_ref().map(|b| b.val().into_data())),
+        Model::Bit(b) => b.head.as_ref().map(|h| h.fc.bias.val().into_data()),
+    };
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -663,21 +688,18 @@ fn main() -> Result<()> {
         }
         Some((config, batch, train)) => {
             let batch = batch_override.unwrap_or(batch);
-            let config = match size_override {
-                Some(n) => config.with_image_size([n, n]),
-                None => config,
+            let config = match (size_override, config) {
+                (Some(n), ModelConfig::Vit(c)) => c.with_image_size([n, n]).into(),
+                (Some(n), ModelConfig::Bit(c)) => c.with_image_size([n, n]).into(),
+                (None, config) => config,
             };
             let per_image = config.flops_per_image() as f64 / 1e9;
-            let shape = [
-                batch,
-                config.in_channels,
-                config.image_size[0],
-                config.image_size[1],
-            ];
-            let classes = config.num_classes;
+            let [h, w] = config.image_size();
+            let shape = [batch, config.in_channels(), h, w];
+            let classes = config.num_classes();
             if train {
                 let ad = device.clone().autodiff();
-                let mut model = Some(config.init(&ad));
+                let mut model = Some(config.try_init(&ad)?);
                 let mut optim = AdamWConfig::new().with_epsilon(1e-8).init();
                 let x = Tensor::<4>::random(shape, Distribution::Default, &ad);
                 let y = Tensor::<1, Int>::from_data(
@@ -695,17 +717,13 @@ fn main() -> Result<()> {
                         .forward(logits, y.clone());
                     let grads = GradientsParams::from_grads(loss.backward(), &m);
                     let m = optim.step(1e-4, m, grads);
-                    // Wait for the update (lazy backends).
-                    let _ = m
-                        .head
-                        .as_ref()
-                        .map(|h| h.bias.as_ref().map(|b| b.val().into_data()));
+                    wait_for_update(&m);
                     model = Some(m);
                 });
                 // forward + backward ~ 3x the forward FLOPs.
                 (s, batch, 3.0 * per_image * batch as f64)
             } else {
-                let model = config.init(&device.clone().autodiff()).valid();
+                let model = config.try_init(&device.clone().autodiff())?.valid();
                 let x = Tensor::<4>::random(shape, Distribution::Default, &device);
                 let s = time(warmup, steps, || {
                     let _ = model.forward(x.clone()).expect("input fits").into_data();
