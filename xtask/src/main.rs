@@ -45,11 +45,13 @@ enum Task {
         /// Timed steps per case (after 2 warm-up steps); the median is reported.
         #[arg(long, default_value_t = 10)]
         steps: usize,
-        /// Cases to run (default all): gemm, fmnist-train (the main job's step, data loading
-        /// and augmentation included; needs `cargo xtask data fashion-mnist`), cifar-train,
-        /// cifar-infer, ti16-train, ti16-infer, b16-infer, r26s32-infer, imagefolder-train and
-        /// imagefolder-load (training on an image folder of real photos against torchvision's
-        /// ImageFolder + DataLoader; needs `cargo xtask data imagenet-like`).
+        /// Cases to run (default all but the last three): gemm, fmnist-train (the main job's
+        /// step, data loading and augmentation included; needs `cargo xtask data
+        /// fashion-mnist`), cifar-train, cifar-infer, ti16-train, ti16-infer, b16-infer,
+        /// r26s32-infer, imagefolder-train and imagefolder-load (training on an image folder of
+        /// real photos against torchvision's ImageFolder + DataLoader; needs `cargo xtask data
+        /// imagenet-like`), and r26s32-train,
+        /// resnet50-infer and resnet50-train (BiT R50x1, the paper's ResNet baseline).
         #[arg(long, value_delimiter = ',')]
         cases: Vec<String>,
         /// Our backends to measure (default cpu, i.e. Flex); others (ndarray, ...) are
