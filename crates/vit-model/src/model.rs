@@ -124,6 +124,15 @@ impl ModelConfig {
         }
     }
 
+    /// The same architecture at `size` (a ViT is built at it; a ResNet is trained and counted
+    /// at it).
+    pub fn with_image_size(self, size: [usize; 2]) -> Self {
+        match self {
+            Self::Vit(c) => Self::Vit(c.with_image_size(size)),
+            Self::Bit(c) => Self::Bit(c.with_image_size(size)),
+        }
+    }
+
     /// The same architecture with `classes` outputs.
     pub fn with_num_classes(self, classes: usize) -> Self {
         match self {

@@ -688,10 +688,9 @@ fn main() -> Result<()> {
         }
         Some((config, batch, train)) => {
             let batch = batch_override.unwrap_or(batch);
-            let config = match (size_override, config) {
-                (Some(n), ModelConfig::Vit(c)) => c.with_image_size([n, n]).into(),
-                (Some(n), ModelConfig::Bit(c)) => c.with_image_size([n, n]).into(),
-                (None, config) => config,
+            let config = match size_override {
+                Some(n) => config.with_image_size([n, n]),
+                None => config,
             };
             let per_image = config.flops_per_image() as f64 / 1e9;
             let [h, w] = config.image_size();

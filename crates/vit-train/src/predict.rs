@@ -204,11 +204,7 @@ fn from_weights(weights: &Path, args: &ModelArgs) -> Result<Loaded> {
     };
     let weights = file.as_path();
     if let Some(size) = &args.image_size {
-        let size = parse_size(size).map_err(anyhow::Error::msg)?;
-        match &mut config {
-            ModelConfig::Vit(c) => c.image_size = size,
-            ModelConfig::Bit(c) => c.image_size = size,
-        }
+        config = config.with_image_size(parse_size(size).map_err(anyhow::Error::msg)?);
     }
     let options = PretrainedOptions {
         format: args.weights_format.or(hub.as_ref().map(|r| r.format)),

@@ -186,6 +186,44 @@ fn train_then_eval_and_predict() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `export --checkpoint RUN --out OUT`, and the state dict it wrote.
+fn export(run: &std::path::Path, out: &std::path::Path) -> vit_model::weights::StateDict {
+    let (ok, _, err) = vit_train(&[
+        "export",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    vit_model::weights::read_safetensors(out).unwrap()
+}
+
+/// `finetune` of recipe `path` from `weights` for one step into `out_dir`, with `extra`
+/// arguments; it must run to its test accuracy.
+fn finetune_one_step(
+    path: &std::path::Path,
+    weights: &std::path::Path,
+    out_dir: &std::path::Path,
+    extra: &[&str],
+) {
+    let out_set = format!("output.dir={:?}", out_dir.display().to_string());
+    let mut args = vec![
+        "finetune",
+        "--config",
+        path.to_str().unwrap(),
+        "--weights",
+        weights.to_str().unwrap(),
+        "--max-steps",
+        "1",
+        "--set",
+        &out_set,
+    ];
+    args.extend(extra);
+    let (ok, out, err) = vit_train(&args);
+    assert!(ok && out.contains("test accuracy"), "{err}{out}");
+}
+
 /// A hybrid (ResNet stem + one stage, 1x1 patches of its 7x7 feature map) is a recipe away:
 /// it trains, is evaluated from its checkpoint's recorded architecture, predicts from the
 /// `[model]` table of a recipe with `--weights`, and exports under timm's names.
@@ -227,15 +265,7 @@ fn a_hybrid_trains_evaluates_predicts_and_exports() {
     assert!(ok && out.contains("images 200"), "{err}{out}");
 
     let exported = dir.join("hybrid.safetensors");
-    let (ok, _, err) = vit_train(&[
-        "export",
-        "--checkpoint",
-        run.to_str().unwrap(),
-        "--out",
-        exported.to_str().unwrap(),
-    ]);
-    assert!(ok, "{err}");
-    let dict = vit_model::weights::read_safetensors(&exported).unwrap();
+    let dict = export(&run, &exported);
     for key in [
         "patch_embed.backbone.stem.conv.weight",
         "patch_embed.backbone.stages.0.blocks.0.downsample.conv.weight",
@@ -245,22 +275,9 @@ fn a_hybrid_trains_evaluates_predicts_and_exports() {
     }
 
     // Fine-tuning from the exported hybrid: a new zero head, one step.
-    let mut args = vec![
-        "finetune",
-        "--config",
-        path.to_str().unwrap(),
-        "--weights",
-        exported.to_str().unwrap(),
-        "--num-classes",
-        "10",
-        "--max-steps",
-        "1",
-    ];
-    let ft_dir = format!("output.dir={:?}", dir.join("ft").display().to_string());
-    args.extend(["--set", &ft_dir]);
-    args.extend(hybrid);
-    let (ok, out, err) = vit_train(&args);
-    assert!(ok && out.contains("test accuracy"), "{err}{out}");
+    let mut extra = vec!["--num-classes", "10"];
+    extra.extend(hybrid);
+    finetune_one_step(&path, &exported, &dir.join("ft"), &extra);
 
     // `--model` as a recipe: its [model] table (with the backbone) describes the weights.
     let recipe_path = dir.join("hybrid.toml");
@@ -345,15 +362,7 @@ fn a_resnet_trains_evaluates_exports_finetunes_predicts_and_inspects() {
     assert!(ok && out.contains("images 200"), "{err}{out}");
 
     let exported = dir.join("bit.safetensors");
-    let (ok, _, err) = vit_train(&[
-        "export",
-        "--checkpoint",
-        run.to_str().unwrap(),
-        "--out",
-        exported.to_str().unwrap(),
-    ]);
-    assert!(ok, "{err}");
-    let dict = vit_model::weights::read_safetensors(&exported).unwrap();
+    let dict = export(&run, &exported);
     for (key, shape) in [
         ("stem.conv.weight", vec![32, 1, 7, 7]),
         (
@@ -372,6 +381,7 @@ fn a_resnet_trains_evaluates_exports_finetunes_predicts_and_inspects() {
 
     // Fine-tuning from the export: a new zero head, one step.
     let ft = dir.join("ft");
+    // A head of 4 classes on data of 10 labels is refused, naming the label.
     let ft_dir = format!("output.dir={:?}", ft.display().to_string());
     let mut args = vec![
         "finetune",
@@ -389,25 +399,11 @@ fn a_resnet_trains_evaluates_exports_finetunes_predicts_and_inspects() {
     args.extend(["--num-classes", "4"]);
     let (ok, out, err) = vit_train(&args);
     assert!(!ok, "{out}");
-    // (The idx data has 10 labels: 4 classes are refused, naming the label.)
     assert!(
         err.contains("out of range") || err.contains("data.classes"),
         "{err}"
     );
-    let mut args = vec![
-        "finetune",
-        "--config",
-        path.to_str().unwrap(),
-        "--weights",
-        exported.to_str().unwrap(),
-        "--max-steps",
-        "1",
-        "--set",
-        &ft_dir,
-    ];
-    args.extend(common);
-    let (ok, out, err) = vit_train(&args);
-    assert!(ok && out.contains("test accuracy"), "{err}{out}");
+    finetune_one_step(&path, &exported, &ft, &common);
 
     // `--model` as a recipe: its [model] table names the family and the shape.
     let recipe_path = dir.join("bit.toml");

@@ -83,27 +83,17 @@ fn timm_name(name: &str) -> Option<String> {
 /// safetensors or `.pth`, f32/f16/bf16, or a BiT `.npz`), in timm names.
 pub fn read_bit_weights(path: &std::path::Path) -> Result<StateDict, crate::VitError> {
     let dict = super::read_container(path)?;
-    let prefix = dict
-        .keys()
-        .find_map(|k| k.strip_suffix(MARKER))
-        .map(str::to_string);
-    match prefix {
+    match super::format::prefix_of(&dict, MARKER).map(str::to_string) {
         Some(prefix) => bit_to_timm(dict, &prefix).map_err(|e| crate::VitError::WeightsFile {
             path: path.to_path_buf(),
             message: e,
         }),
         // timm's names, perhaps under a wrapper (`model.`, `module.`).
         None => {
-            let wrapper = dict
-                .keys()
-                .filter_map(|k| k.strip_suffix("stem.conv.weight"))
-                .min_by_key(|p| p.len())
+            let wrapper = super::format::prefix_of(&dict, "stem.conv.weight")
                 .unwrap_or("")
                 .to_string();
-            Ok(dict
-                .into_iter()
-                .filter_map(|(k, v)| k.strip_prefix(&wrapper).map(|k| (k.to_string(), v)))
-                .collect())
+            Ok(super::format::strip_wrapper(dict, &wrapper))
         }
     }
 }

@@ -70,7 +70,7 @@ impl FromStr for WeightFormat {
 }
 
 /// The prefix in front of `marker` in some key (`""`, `"model."`, `"vit."`, `"opt/target/"`).
-fn prefix_of<'a>(dict: &'a StateDict, marker: &str) -> Option<&'a str> {
+pub(super) fn prefix_of<'a>(dict: &'a StateDict, marker: &str) -> Option<&'a str> {
     dict.keys()
         .filter_map(|k| k.strip_suffix(marker))
         .min_by_key(|p| p.len())
@@ -158,7 +158,7 @@ pub fn read_weights(
 
 /// Keeps the tensors under `prefix` (a `{"model": state_dict, "optimizer": ...}` wrapper
 /// holds more than the model), without the prefix.
-fn strip_wrapper(dict: StateDict, prefix: &str) -> StateDict {
+pub(super) fn strip_wrapper(dict: StateDict, prefix: &str) -> StateDict {
     if prefix.is_empty() {
         return dict;
     }

@@ -299,11 +299,8 @@ fn load_raw(data: &DataSection, model: &ModelConfig, split: &str) -> Result<Imag
 /// images are resized (bicubic) and grayscale ones repeated to 3 channels to fit it, as a
 /// pretrained RGB model at another resolution needs.
 pub fn fit(set: ImageSet, data: &DataSection, model: &ModelConfig) -> Result<ImageSet> {
-    let want = [
-        model.in_channels(),
-        model.image_size()[0],
-        model.image_size()[1],
-    ];
+    let [h, w] = model.image_size();
+    let want = [model.in_channels(), h, w];
     // Image files are made to the model's shape by the transforms.
     if set.shape == want || matches!(set.pixels, Pixels::Files { .. } | Pixels::Shards { .. }) {
         return Ok(set);

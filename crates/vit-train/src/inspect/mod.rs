@@ -79,16 +79,7 @@ pub fn inspect(args: &InspectArgs) -> Result<(Vec<ImageReport>, ModelReport)> {
         ]
         .map(|k| args.out.join(format!("{k}.png"))),
     );
-    if !args.overwrite
-        && let Some(t) = targets.iter().find(|t| t.exists())
-    {
-        bail!(
-            "{} exists; inspect does not replace files unless given --overwrite",
-            t.display()
-        );
-    }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    prepare_out(args, &targets)?;
     let fusion = match args.head_fusion {
         HeadFusion::Mean => "mean",
         HeadFusion::Max => "max",
@@ -185,15 +176,7 @@ fn inspect_resnet(
     loaded: &predict::Loaded,
 ) -> Result<(Vec<ImageReport>, ModelReport)> {
     const DRAWN: usize = 64;
-    let target = args.out.join("root_filters.png");
-    if !args.overwrite && target.exists() {
-        bail!(
-            "{} exists; inspect does not replace files unless given --overwrite",
-            target.display()
-        );
-    }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    prepare_out(args, &[args.out.join("root_filters.png")])?;
     let weight = loaded.model.first_conv_weight();
     let [out, c, kh, kw] = weight.dims();
     let v = values(weight)?;
@@ -205,7 +188,9 @@ fn inspect_resnet(
         .collect();
     figures::root_filters(&args.out, &filters, [c, kh, kw], out)?;
     eprintln!(
-        "a ResNet has no attention and no position embedding: attention rollout, attention          distance, position-embedding similarity and embedding-filter components do not apply          (only root_filters.png is drawn{})",
+        "a ResNet has no attention and no position embedding: attention rollout, attention \
+         distance, position-embedding similarity and embedding-filter components do not apply \
+         (only root_filters.png is drawn{})",
         if args.images.is_empty() {
             ""
         } else {
@@ -219,6 +204,21 @@ fn inspect_resnet(
             embedding_pca_explained: Vec::new(),
         },
     ))
+}
+
+/// Creates `args.out`, refusing to go on if one of `targets` is there already and
+/// `--overwrite` was not given.
+fn prepare_out(args: &InspectArgs, targets: &[PathBuf]) -> Result<()> {
+    if !args.overwrite
+        && let Some(t) = targets.iter().find(|t| t.exists())
+    {
+        bail!(
+            "{} exists; inspect does not replace files unless given --overwrite",
+            t.display()
+        );
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))
 }
 
 /// A tensor's values as f32, row-major.
