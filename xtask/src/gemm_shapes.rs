@@ -34,7 +34,7 @@ pub fn gemm_shapes(root: &Path, repeats: usize) -> Result<()> {
         "--release",
         "--quiet",
         "-p",
-        "vit-model",
+        "vit-kernels",
         "--example",
         "gemm_shapes",
     ]))?;

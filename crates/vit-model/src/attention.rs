@@ -5,8 +5,6 @@ use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
-use crate::fused;
-
 /// A Linear with xavier-uniform weights and zero bias (the JAX init of every dense layer).
 pub(crate) fn xavier_linear(d_in: usize, d_out: usize, bias: bool, device: &Device) -> Linear {
     let mut linear = LinearConfig::new(d_in, d_out)
@@ -69,7 +67,7 @@ impl Attention {
     /// Self-attention over a token sequence; with `return_weights`, also the attention
     /// weights (after softmax, before attention dropout).
     ///
-    /// [`fused::multi_head_attention`] unless the weights are asked for or attention dropout
+    /// [`vit_kernels::multi_head_attention`] unless the weights are asked for or attention dropout
     /// applies; then the explicit softmax(QK^T / sqrt(Dh)) V. Both give the same numbers (a test checks it).
     ///
     /// # Shapes
@@ -77,7 +75,7 @@ impl Attention {
     /// - output: `[B, S, D]`, weights `[B, h, S, S]`
     pub fn forward(&self, x: Tensor<3>, return_weights: bool) -> (Tensor<3>, Option<Tensor<4>>) {
         let s = x.dims()[1];
-        let qkv = fused::linear(&self.qkv, x);
+        let qkv = vit_kernels::linear(&self.qkv, x);
         let dropout_active = self.attn_drop.prob > 0.0
             && self.attn_drop.training.is_enabled()
             && qkv.device().is_autodiff();
@@ -85,10 +83,10 @@ impl Attention {
             let (out, weights) = self.explicit(qkv, s);
             (out, return_weights.then_some(weights))
         } else {
-            (fused::multi_head_attention(qkv, self.num_heads), None)
+            (vit_kernels::multi_head_attention(qkv, self.num_heads), None)
         };
         (
-            self.proj_drop.forward(fused::linear(&self.proj, out)),
+            self.proj_drop.forward(vit_kernels::linear(&self.proj, out)),
             weights,
         )
     }
@@ -101,8 +99,8 @@ impl Attention {
     /// - x: `[B, S, D]`
     /// - output: `[B, n, D]`
     pub fn forward_queries(&self, x: Tensor<3>, n: usize) -> Tensor<3> {
-        let (out, _) = self.explicit(fused::linear(&self.qkv, x), n);
-        self.proj_drop.forward(fused::linear(&self.proj, out))
+        let (out, _) = self.explicit(vit_kernels::linear(&self.qkv, x), n);
+        self.proj_drop.forward(vit_kernels::linear(&self.proj, out))
     }
 
     /// softmax(Q K^T / sqrt(Dh)) V for the first `n` queries, with Burn's matmuls, heads
@@ -114,9 +112,10 @@ impl Attention {
     fn explicit(&self, qkv: Tensor<3>, n: usize) -> (Tensor<3>, Tensor<4>) {
         let h = self.num_heads;
         let scale = ((qkv.dims()[2] / 3 / h) as f64).powf(-0.5);
-        let [q, k, v] = fused::split_heads(qkv, h);
-        let weights = fused::scaled_softmax(q.narrow(2, 0, n).matmul(k.swap_dims(2, 3)), scale);
+        let [q, k, v] = vit_kernels::split_heads(qkv, h);
+        let weights =
+            vit_kernels::scaled_softmax(q.narrow(2, 0, n).matmul(k.swap_dims(2, 3)), scale);
         let out = self.attn_drop.forward(weights.clone()).matmul(v);
-        (fused::merge_heads(out), weights)
+        (vit_kernels::merge_heads(out), weights)
     }
 }

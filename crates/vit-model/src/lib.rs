@@ -28,11 +28,9 @@
 pub mod attention;
 pub mod block;
 pub mod config;
-pub mod cpu_gemm;
 pub mod device;
 pub mod drop_path;
 pub mod error;
-pub mod fused;
 pub mod hub;
 pub mod layer_scale;
 pub mod mlp;

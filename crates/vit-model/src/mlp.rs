@@ -6,7 +6,6 @@ use burn::nn::{Dropout, DropoutConfig, Initializer, Linear};
 use burn::tensor::{Device, Tensor};
 
 use crate::attention::xavier_linear;
-use crate::fused;
 
 /// timm's `Mlp` (`fc1`, `fc2`).
 #[derive(Module, Debug)]
@@ -57,7 +56,7 @@ impl Mlp {
     /// - x: `[B, S, D]`
     /// - output: `[B, S, D]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let x = self.drop1.forward(fused::linear_gelu(&self.fc1, x));
-        self.drop2.forward(fused::linear(&self.fc2, x))
+        let x = self.drop1.forward(vit_kernels::linear_gelu(&self.fc1, x));
+        self.drop2.forward(vit_kernels::linear(&self.fc2, x))
     }
 }

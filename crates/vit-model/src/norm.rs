@@ -1,10 +1,8 @@
-//! LayerNorm on the fused kernel ([`crate::fused::layer_norm`]).
+//! LayerNorm on the fused kernel ([`vit_kernels::layer_norm`]).
 
 use burn::module::{Module, Param};
 use burn::nn::Initializer;
 use burn::tensor::{Device, Tensor};
-
-use crate::fused;
 
 /// timm's `nn.LayerNorm(D, eps)`. The fields are named as Burn's own `LayerNorm` (`gamma`,
 /// `beta`), so records written by earlier versions load, and the state dict maps them to timm's
@@ -32,7 +30,7 @@ impl LayerNorm {
     /// - x, output: `[..., D]`
     pub fn forward<const N: usize>(&self, x: Tensor<N>) -> Tensor<N> {
         match &self.beta {
-            Some(beta) => fused::layer_norm(x, self.gamma.val(), beta.val(), self.epsilon),
+            Some(beta) => vit_kernels::layer_norm(x, self.gamma.val(), beta.val(), self.epsilon),
             None => burn::tensor::module::layer_norm(x, self.gamma.val(), None, self.epsilon),
         }
     }

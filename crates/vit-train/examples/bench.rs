@@ -623,7 +623,7 @@ fn main() -> Result<()> {
     let warmup: usize = flag("--warmup").map_or(Ok(2), |s| s.parse())?;
     let device_name = flag("--device").unwrap_or_else(|| "cpu".into());
     // The CPU kernels' GEMM (VIT_CPU_GEMM): an unusable value is an error, not a silent fallback.
-    let cpu_gemm = vit_model::cpu_gemm::select_cpu_gemm()?;
+    let cpu_gemm = vit_kernels::cpu_gemm::select_cpu_gemm()?;
     let mut device = device_from_name(&device_name)?;
     let dtype = flag("--dtype").unwrap_or_else(|| "f32".into());
     let float = match dtype.as_str() {
@@ -681,7 +681,7 @@ fn main() -> Result<()> {
             let a = Tensor::<3>::random([1, n, n], Distribution::Default, &device);
             let layer = burn::nn::LinearConfig::new(n, n).init(&device);
             let s = time(warmup, steps, || {
-                let c = vit_model::fused::linear(&layer, a.clone());
+                let c = vit_kernels::linear(&layer, a.clone());
                 let _ = c.into_data();
             });
             (s, 0, 2.0 * (n as f64).powi(3) / 1e9)

@@ -296,7 +296,7 @@ fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
     // The CPU kernels' GEMM (VIT_CPU_GEMM, vit-model's cpu_gemm.rs): a value that cannot be
     // used is an error here rather than a silent fallback inside the kernels.
-    vit_model::cpu_gemm::select_cpu_gemm()?;
+    vit_kernels::cpu_gemm::select_cpu_gemm()?;
     let done = match cli.command {
         None => return run_train(cli.train, false),
         Some(Command::Train(args)) => return run_train(args, false),

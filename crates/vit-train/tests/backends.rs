@@ -2,7 +2,7 @@
 //! initial model (drawn on the host), and a few optimiser steps (the trainer's loss, global-norm
 //! clipping and optimiser, dropout off) give the same losses, gradient norms and parameters,
 //! for each family: the ViT, the hybrid and the BiT ResNet.
-//! Flex runs vit-model's fused kernels (attention, LayerNorm, softmax, GELU, Linear, and
+//! Flex runs vit-kernels (attention, LayerNorm, softmax, GELU, Linear, and
 //! GroupNorm through LayerNorm); ndarray and wgpu run Burn's own ops, so a fused kernel that
 //! drifts from the reference ops fails here, on the op and in training.
 //!
@@ -19,9 +19,10 @@ use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use vit_kernels as fused;
 use vit_model::resnet::{BitConfig, ResNetConfig};
 use vit_model::weights::{StateDict, state_dict};
-use vit_model::{ModelConfig, VitConfig, device_from_name, fused};
+use vit_model::{ModelConfig, VitConfig, device_from_name};
 use vit_train::config::{OptimizerKind, TrainSection};
 use vit_train::data::loader::Batch;
 use vit_train::train::{optim, step};

@@ -2,10 +2,7 @@
 
 use burn::module::{Module, Param};
 use burn::nn::Initializer;
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
-
-use crate::fused;
 
 /// `GroupNormAct(C, num_groups, eps, apply_act)`: statistics over each group of channels and
 /// the whole image (biased variance), a per-channel affine, then ReLU when `act`.
@@ -47,15 +44,14 @@ impl GroupNormAct {
     /// # Shapes
     /// - x, output: `[B, C, H, W]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let [b, c, h, w] = x.dims();
-        let (g, n) = (self.groups, (c / self.groups) * h * w);
-        // A group's statistics are a LayerNorm's over its flattened values: the fused
-        // kernel (one pass for the moments, one to normalise; its own gradient).
-        let device = x.device();
-        let (ones, zeros) = (Tensor::ones([n], &device), Tensor::zeros([n], &device));
-        let y =
-            fused::layer_norm(x.reshape([b, g, n]), ones, zeros, self.eps).reshape([b, c, h, w]);
-        let y = y * self.weight.val().reshape([1, c, 1, 1]) + self.bias.val().reshape([1, c, 1, 1]);
-        if self.act { relu(y) } else { y }
+        // One pass for norm, affine and ReLU, one autodiff node that keeps only x (vit-kernels).
+        vit_kernels::group_norm(
+            x,
+            self.weight.val(),
+            self.bias.val(),
+            self.groups,
+            self.eps,
+            self.act,
+        )
     }
 }

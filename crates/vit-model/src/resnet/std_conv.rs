@@ -3,8 +3,6 @@
 
 use burn::module::{Module, Param};
 use burn::nn::Initializer;
-use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -100,7 +98,13 @@ impl StdConv2d {
                 (p, p)
             }
         };
-        let options = ConvOptions::new_with_padding([s, s], [pad(h, kh), pad(w, kw)], [1, 1], 1);
-        conv2d(x, self.standardized_weight(), None, options)
+        // vit-kernels' convolution: on the CPU through the project's GEMM with patches packed
+        // in tiles, both gradients in one pass (Burn's conv2d on other backends).
+        vit_kernels::conv2d(
+            x,
+            self.standardized_weight(),
+            [s, s],
+            [pad(h, kh), pad(w, kw)],
+        )
     }
 }

@@ -189,7 +189,10 @@ impl Trainer {
         let t = &self.config.train;
         // On the CPU backend, which GEMM its kernels call (cpu_gemm.rs).
         let gemm = match parse_device_name(&t.device)?.backend {
-            "flex" => format!(" (GEMM: {})", vit_model::cpu_gemm::cpu_gemm().short_name()),
+            "flex" => format!(
+                " (GEMM: {})",
+                vit_kernels::cpu_gemm::cpu_gemm().short_name()
+            ),
             _ => String::new(),
         };
         self.log.println(&format!(

@@ -179,14 +179,31 @@ impl Blas {
     /// # Safety
     /// The operands span their shapes with their strides; `c` is writable for `[m, n]` with row
     /// stride `ldc` and is not read.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) unsafe fn sgemm(
+        &self,
+        mkn: [usize; 3],
+        a: (*const f32, isize, isize),
+        b: (*const f32, isize, isize),
+        c: (*mut f32, isize),
+        alpha: f32,
+    ) -> Option<()> {
+        // SAFETY: the caller's guarantees are this function's; with beta 0 `c` is not read.
+        unsafe { self.sgemm_beta(mkn, a, b, c, alpha, 0.0) }
+    }
+
+    /// [`Blas::sgemm`] with `c = alpha a b + beta c`: `beta` 1 adds the product onto `c` (the
+    /// convolutions' weight gradient, summed over images).
+    ///
+    /// # Safety
+    /// As [`Blas::sgemm`]; with `beta` non-zero `c` is also read, so it must be initialised.
+    pub(crate) unsafe fn sgemm_beta(
         &self,
         [m, k, n]: [usize; 3],
         (a, a_rs, a_cs): (*const f32, isize, isize),
         (b, b_rs, b_cs): (*const f32, isize, isize),
         (c, ldc): (*mut f32, isize),
         alpha: f32,
+        beta: f32,
     ) -> Option<()> {
         // (transpose flag, leading dimension) of a row-major [rows, cols] operand.
         let layout = |rs: isize, cs: isize, rows: usize, cols: usize| {
@@ -210,7 +227,7 @@ impl Blas {
         // the caller guarantees the operands span them and that `c` is writable.
         unsafe {
             (self.sgemm)(
-                ROW_MAJOR, ta, tb, mi, ni, ki, alpha, a, lda, b, ldb, 0.0, c, ldc,
+                ROW_MAJOR, ta, tb, mi, ni, ki, alpha, a, lda, b, ldb, beta, c, ldc,
             )
         };
         Some(())

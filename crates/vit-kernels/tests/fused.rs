@@ -1,4 +1,4 @@
-//! The fused kernels (`vit_model::fused`) against Burn's own implementations of the same ops,
+//! The fused kernels (`vit_kernels`) against Burn's own implementations of the same ops,
 //! forward and gradients, on awkward shapes: a feature size that is not a multiple of the SIMD
 //! width, more rows than one thread's share, non-contiguous inputs, large logits.
 //! (The whole model's outputs and gradients are compared with PyTorch in `parity.rs`.)
@@ -6,7 +6,7 @@
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::module::layer_norm;
 use burn::tensor::{Device, Distribution, Tensor, TensorData, activation};
-use vit_model::fused;
+use vit_kernels as fused;
 
 fn max_diff(a: Tensor<3>, b: Tensor<3>) -> f32 {
     assert_eq!(a.dims(), b.dims());
@@ -230,7 +230,7 @@ fn attention_with_a_width_not_divisible_by_three_panics() {
 #[should_panic(expected = "vit_linear: x's last axis")]
 fn the_backend_op_checks_too() {
     use burn::backend::Flex;
-    use vit_model::fused::VitOps;
+    use vit_kernels::VitOps;
     // The backend extension's ops are public too: called directly, they check as well.
     let x = burn::backend::flex::FlexTensor::from_data(TensorData::new(vec![0f32; 15], [3, 5]));
     let w = burn::backend::flex::FlexTensor::from_data(TensorData::new(vec![0f32; 24], [4, 6]));

@@ -1,7 +1,7 @@
 //! Probe behind `fused::linear`'s row blocks: Flex's matmul (the gemm crate) on the shapes of a
 //! CIFAR-size ViT's Linear layers (8,320 token rows), in one call and in row blocks.
 //!
-//! `cargo run --release -p vit-model --example gemm_blocks` (best of 12 per line, GFLOP/s).
+//! `cargo run --release -p vit-kernels --example gemm_blocks` (best of 12 per line, GFLOP/s).
 //!
 //! The last line of each shape calls the `gemm` crate directly, in one call, into a buffer
 //! allocated once: with gemm's AVX-512 kernels (its `x86-v4` feature) that runs at full rate, so

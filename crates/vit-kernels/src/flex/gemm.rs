@@ -37,14 +37,27 @@ pub(super) fn gemm_one(out: MatMut, a: Mat, b: Mat, mkn: [usize; 3], scale: f32)
     gemm_one_on(blas(), out, a, b, mkn, scale)
 }
 
+/// `out += a b` on the calling thread: [`gemm_one`] adding onto `out` (which must be
+/// initialised) instead of overwriting it.
+pub(super) fn gemm_acc(out: MatMut, a: Mat, b: Mat, mkn: [usize; 3]) {
+    gemm_into_on(blas(), out, a, b, mkn, 1.0, true)
+}
+
 /// [`gemm_one`] on the given BLAS (`None`: the gemm crate).
-fn gemm_one_on(
+fn gemm_one_on(blas: Option<&Blas>, out: MatMut, a: Mat, b: Mat, mkn: [usize; 3], scale: f32) {
+    gemm_into_on(blas, out, a, b, mkn, scale, false)
+}
+
+/// `out = scale * a b`, or `out += scale * a b` with `accumulate`, on the given BLAS (`None`:
+/// the gemm crate), on the calling thread.
+fn gemm_into_on(
     blas: Option<&Blas>,
     out: MatMut,
     a: Mat,
     b: Mat,
     [m, k, n]: [usize; 3],
     scale: f32,
+    accumulate: bool,
 ) {
     // The last element each operand reaches must lie in its slice.
     let last = |rows: usize, cols: usize, rs: isize, cs: isize| {
@@ -52,18 +65,24 @@ fn gemm_one_on(
     };
     assert!(last(m, k, a.1, a.2) < a.0.len() as isize && last(k, n, b.1, b.2) < b.0.len() as isize);
     if let Some(blas) = blas {
-        // SAFETY: as for the gemm crate below; `out` has unit column stride (all callers).
-        let done = unsafe {
-            blas.sgemm(
-                [m, k, n],
-                (a.0.as_ptr(), a.1, a.2),
-                (b.0.as_ptr(), b.1, b.2),
-                (out.0, out.1),
-                scale,
-            )
-        };
-        if done.is_some() && out.2 == 1 {
-            return;
+        // A non-unit column stride is not a CBLAS output: the gemm crate below takes it.
+        if out.2 == 1 {
+            let beta = if accumulate { 1.0 } else { 0.0 };
+            // SAFETY: as for the gemm crate below; `out` has unit column stride (checked) and,
+            // when accumulating, holds initialised values (`gemm_acc`'s contract).
+            let done = unsafe {
+                blas.sgemm_beta(
+                    [m, k, n],
+                    (a.0.as_ptr(), a.1, a.2),
+                    (b.0.as_ptr(), b.1, b.2),
+                    (out.0, out.1),
+                    scale,
+                    beta,
+                )
+            };
+            if done.is_some() {
+                return;
+            }
         }
     }
     // SAFETY: `a` and `b` are in bounds (checked above); `out` spans [m, n] with its strides
@@ -76,14 +95,14 @@ fn gemm_one_on(
             out.0,
             out.2,
             out.1,
-            false,
+            accumulate,
             a.0.as_ptr(),
             a.2,
             a.1,
             b.0.as_ptr(),
             b.2,
             b.1,
-            0.0,
+            1.0,
             scale,
             false,
             false,

@@ -11,6 +11,8 @@ use burn::backend::{Backend, tensor::FloatTensor};
 
 use super::VitOps;
 
+mod conv;
+
 impl<B: Backend + VitOps, C: CheckpointStrategy> VitOps for Autodiff<B, C> {
     fn vit_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
         #[derive(Debug)]

@@ -1,16 +1,20 @@
-//! The model's hot ops — LayerNorm, scaled softmax, GELU, multi-head attention, Linear (and
-//! Linear + GELU) —
-//! forward and backward, through Burn's backend extension.
+//! vit's kernel layer: the models' hot ops as a Burn backend extension, forward and backward —
+//! LayerNorm, scaled softmax, GELU, multi-head attention, Linear (and Linear + GELU) for the
+//! ViT; convolution and GroupNorm (+ ReLU) for the ResNets — and the CPU GEMM they call
+//! ([`cpu_gemm`]: MKL or the gemm crate, `VIT_CPU_GEMM`).
 //!
-//! On the Flex CPU backend (plain or under autodiff) each op is one multi-threaded, vectorised
-//! kernel with a hand-written gradient ([`flex`], [`autodiff`]); on every other backend the
-//! functions here call Burn's own ops, so the numbers are the same everywhere (the parity tests
-//! against timm run on Flex; the wgpu test runs the Burn path).
+//! `vit-model`'s modules call the functions here as burn-nn's call Burn's ops. On the Flex CPU
+//! backend (plain or under autodiff) each op is one multi-threaded, vectorised kernel with a
+//! hand-written gradient ([`flex`], [`autodiff`]); on every other backend the functions call
+//! Burn's own ops, so the numbers are the same everywhere (the parity tests against timm run on
+//! Flex; vit-train's `tests/backends.rs` runs the Burn path on ndarray and wgpu against them).
 //!
 //! Each function checks the shapes it needs ([`shapes`]) and panics with a message naming the
 //! op and the shapes when they do not fit, on every backend and in release builds.
 
 mod autodiff;
+mod conv;
+pub mod cpu_gemm;
 mod flex;
 pub mod math;
 mod shapes;
@@ -21,6 +25,8 @@ use burn::backend::{
 use burn::nn::Linear;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{DType, Slice, Tensor, activation};
+
+pub use conv::{ConvOps, conv2d, group_norm};
 
 /// The fused ops as a Burn backend extension (implemented for `Flex` and `Autodiff<Flex>`).
 #[backend_extension(Flex, Autodiff)]

@@ -128,3 +128,75 @@ pub fn same(op: &str, a: &[usize], b: &[usize]) {
 pub fn rows(op: &str, x: &[usize]) {
     last(op, "x", x);
 }
+
+/// A convolution's `x` `[B, C, H, W]` and `weight` `[O, C, kh, kw]` with a positive stride and a
+/// kernel that fits the padded input; returns the output's shape `[B, O, Ho, Wo]`.
+///
+/// # Panics
+/// When the shapes do not fit together.
+pub fn conv2d(
+    op: &str,
+    x: &[usize],
+    weight: &[usize],
+    stride: [usize; 2],
+    padding: [(usize, usize); 2],
+) -> [usize; 4] {
+    assert!(x.len() == 4, "{op}: x must be [B, C, H, W], got {x:?}");
+    assert!(
+        weight.len() == 4 && weight[1] == x[1],
+        "{op}: the weight must be [O, {}, kh, kw] for x of shape {x:?}, got {weight:?}",
+        x[1]
+    );
+    assert!(
+        stride[0] > 0 && stride[1] > 0,
+        "{op}: the stride must be positive, got {stride:?}"
+    );
+    let out = |axis: usize| {
+        let (size, (before, after)) = (x[axis + 2], padding[axis]);
+        let k = weight[axis + 2];
+        assert!(
+            k > 0 && size + before + after >= k,
+            "{op}: a kernel of {k} does not fit axis {} of x ({size} with padding \
+             {before} + {after})",
+            axis + 2
+        );
+        (size + before + after - k) / stride[axis] + 1
+    };
+    [x[0], weight[0], out(0), out(1)]
+}
+
+/// [`conv2d`] for the backward: `grad` is the output's shape.
+///
+/// # Panics
+/// When the shapes do not fit together.
+pub fn conv2d_backward(
+    op: &str,
+    x: &[usize],
+    weight: &[usize],
+    grad: &[usize],
+    stride: [usize; 2],
+    padding: [(usize, usize); 2],
+) {
+    let want = conv2d(op, x, weight, stride, padding);
+    assert!(
+        grad == want,
+        "{op}: the output gradient must be {want:?}, got {grad:?}"
+    );
+}
+
+/// GroupNorm's `x` `[B, C, ...]` with `groups` dividing C and `gamma`, `beta` `[C]`.
+///
+/// # Panics
+/// When the shapes do not fit together.
+pub fn group_norm(op: &str, x: &[usize], gamma: &[usize], beta: &[usize], groups: usize) {
+    assert!(x.len() >= 2, "{op}: x must be [B, C, ...], got {x:?}");
+    let c = x[1];
+    assert!(
+        groups > 0 && c.is_multiple_of(groups),
+        "{op}: {groups} groups do not divide the {c} channels of x (shape {x:?})"
+    );
+    assert!(
+        gamma == [c] && beta == [c],
+        "{op}: gamma and beta must be [{c}] for x of shape {x:?}, got {gamma:?} and {beta:?}"
+    );
+}

@@ -1,14 +1,14 @@
 //! Per-op times of one ViT-Ti/16 block at batch 32 (`[32, 197, 192]` tokens) on Flex: what a
-//! block's forward pass spends where, for the kernels in `vit_model::fused`.
+//! block's forward pass spends where, for the kernels in `vit_kernels`.
 //!
-//! `cargo run --release -p vit-model --example op_times` (best of 20 per line; `+ 0.0` lines
+//! `cargo run --release -p vit-kernels --example op_times` (best of 20 per line; `+ 0.0` lines
 //! time the copy that gives the in-place kernels a buffer of their own, to subtract).
 
 use std::time::Instant;
 
 use burn::nn::LinearConfig;
 use burn::tensor::{Device, Distribution, Tensor};
-use vit_model::fused;
+use vit_kernels as fused;
 
 fn time(name: &str, mut f: impl FnMut()) {
     let mut best = f64::MAX;

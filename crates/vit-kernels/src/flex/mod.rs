@@ -9,6 +9,8 @@
 //! - [`gemm`]: GEMM calls and the row blocking of token-batch products;
 //! - [`linear`]: Linear (+ GELU) forward and backward on top of it;
 //! - [`attention`]: multi-head attention per (image, head);
+//! - [`conv`]: 2-D convolution and its gradients through the GEMM, patches packed in tiles;
+//! - [`group_norm`]: GroupNorm + affine + ReLU and its gradient;
 //! - [`buffer`]: unfilled outputs, shared output pointers, parallel in-place loops;
 //! - [`simd`]: the AVX-512 / AVX2 dispatch.
 //!
@@ -17,7 +19,9 @@
 
 mod attention;
 mod buffer;
+mod conv;
 mod gemm;
+mod group_norm;
 mod linear;
 mod rows;
 mod simd;
@@ -27,6 +31,12 @@ use burn::backend::TensorMetadata;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::DType;
 
+use buffer::f32s;
+
+use super::conv::{
+    ConvOps, conv2d_backward_composed, conv2d_composed, conv2d_weight_backward_composed,
+    group_norm_backward_composed, group_norm_composed,
+};
 use super::math;
 use super::{VitOps, shapes};
 
@@ -171,4 +181,124 @@ impl VitOps for Flex {
         shapes::same("vit_softmax_backward", &dims(&y), &dims(&grad));
         rows::softmax_backward(y, grad, scale)
     }
+}
+
+impl ConvOps for Flex {
+    fn vit_conv2d(
+        x: FlexTensor,
+        weight: FlexTensor,
+        stride: [usize; 2],
+        padding: [(usize, usize); 2],
+    ) -> FlexTensor {
+        if [x.dtype(), weight.dtype()] != [DType::F32; 2] {
+            return conv2d_composed::<Flex>(x, weight, stride, padding);
+        }
+        shapes::conv2d("vit_conv2d", &dims(&x), &dims(&weight), stride, padding);
+        let geometry = conv::Geometry::new(&dims(&x), &dims(&weight), stride, padding);
+        conv::conv2d(&x.to_contiguous(), &weight.to_contiguous(), geometry)
+    }
+
+    fn vit_conv2d_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        grad: FlexTensor,
+        stride: [usize; 2],
+        padding: [(usize, usize); 2],
+    ) -> (FlexTensor, FlexTensor) {
+        if [x.dtype(), weight.dtype(), grad.dtype()] != [DType::F32; 3] {
+            return conv2d_backward_composed::<Flex>(x, weight, grad, stride, padding);
+        }
+        let (dx, dw) = conv_backward(x, weight, grad, stride, padding, true);
+        (dx.expect("asked for the input's gradient"), dw)
+    }
+
+    fn vit_conv2d_weight_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        grad: FlexTensor,
+        stride: [usize; 2],
+        padding: [(usize, usize); 2],
+    ) -> FlexTensor {
+        if [x.dtype(), weight.dtype(), grad.dtype()] != [DType::F32; 3] {
+            return conv2d_weight_backward_composed::<Flex>(x, weight, grad, stride, padding);
+        }
+        conv_backward(x, weight, grad, stride, padding, false).1
+    }
+
+    fn vit_group_norm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        groups: usize,
+        eps: f64,
+        relu: bool,
+    ) -> FlexTensor {
+        if [x.dtype(), gamma.dtype(), beta.dtype()] != [DType::F32; 3] {
+            return group_norm_composed::<Flex>(x, gamma, beta, groups, eps, relu);
+        }
+        shapes::group_norm(
+            "vit_group_norm",
+            &dims(&x),
+            &dims(&gamma),
+            &dims(&beta),
+            groups,
+        );
+        let (gamma, beta) = (gamma.to_contiguous(), beta.to_contiguous());
+        group_norm::group_norm(x, f32s(&gamma), f32s(&beta), groups, eps, relu)
+    }
+
+    fn vit_group_norm_backward(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        grad: FlexTensor,
+        groups: usize,
+        eps: f64,
+        relu: bool,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        if [x.dtype(), gamma.dtype(), beta.dtype(), grad.dtype()] != [DType::F32; 4] {
+            return group_norm_backward_composed::<Flex>(x, gamma, beta, grad, groups, eps, relu);
+        }
+        shapes::group_norm(
+            "vit_group_norm_backward",
+            &dims(&x),
+            &dims(&gamma),
+            &dims(&beta),
+            groups,
+        );
+        shapes::same("vit_group_norm_backward", &dims(&x), &dims(&grad));
+        let (x, gamma, beta) = (
+            x.to_contiguous(),
+            gamma.to_contiguous(),
+            beta.to_contiguous(),
+        );
+        group_norm::group_norm_backward(&x, [f32s(&gamma), f32s(&beta)], grad, groups, eps, relu)
+    }
+}
+
+/// Both gradients of a convolution, or the weight's alone (f32, shapes checked here).
+fn conv_backward(
+    x: FlexTensor,
+    weight: FlexTensor,
+    grad: FlexTensor,
+    stride: [usize; 2],
+    padding: [(usize, usize); 2],
+    input_grad: bool,
+) -> (Option<FlexTensor>, FlexTensor) {
+    let (xd, wd) = (dims(&x), dims(&weight));
+    shapes::conv2d_backward(
+        "vit_conv2d_backward",
+        &xd,
+        &wd,
+        &dims(&grad),
+        stride,
+        padding,
+    );
+    let geometry = conv::Geometry::new(&xd, &wd, stride, padding);
+    let (x, weight, grad) = (
+        x.to_contiguous(),
+        weight.to_contiguous(),
+        grad.to_contiguous(),
+    );
+    conv::conv2d_backward(&x, &weight, &grad, geometry, input_grad)
 }

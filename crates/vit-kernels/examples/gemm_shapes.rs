@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use burn::nn::LinearConfig;
 use burn::tensor::{Device, Distribution, Tensor};
-use vit_model::cpu_gemm::select_cpu_gemm;
-use vit_model::fused;
+use vit_kernels as fused;
+use vit_kernels::cpu_gemm::select_cpu_gemm;
 
 /// (model, layer, rows, in, out): rows = batch x tokens of the bench cases.
 const SHAPES: [(&str, &str, usize, usize, usize); 14] = [
