@@ -2,8 +2,8 @@
 //! initial model (drawn on the host), and a few optimiser steps (the trainer's loss, global-norm
 //! clipping and optimiser, dropout off) give the same losses, gradient norms and parameters,
 //! for each family: the ViT, the hybrid and the BiT ResNet.
-//! Flex runs vit-kernels (attention, LayerNorm, softmax, GELU, Linear, and
-//! GroupNorm through LayerNorm); ndarray and wgpu run Burn's own ops, so a fused kernel that
+//! Flex runs vit-kernels (attention, LayerNorm, softmax, GELU, Linear, convolution and
+//! GroupNorm); ndarray and wgpu run Burn's own ops, so a fused kernel that
 //! drifts from the reference ops fails here, on the op and in training.
 //!
 //! Built with `--features vit-train/ndarray` and/or `--features vit-train/wgpu` (the README's
@@ -242,6 +242,23 @@ fn fused_ops_as_flex(device: &str) {
             vec![[2, 17, 48], [1, 48, 24], [1, 1, 24]],
             |v| fused::linear_gelu(&linear_of(&v), v[0].clone()),
         ),
+        // The ResNets' ops on [B, C, H * W] values: a 3x3 / 2 with TF's asymmetric "SAME"
+        // padding, a 1x1, GroupNorm + affine + ReLU.
+        ("conv2d 3x3/2", vec![[2, 4, 100], [6, 4, 9]], |v| {
+            let x = v[0].clone().reshape([2, 4, 10, 10]);
+            let w = v[1].clone().reshape([6, 4, 3, 3]);
+            fused::conv2d(x, w, [2, 2], [(0, 1), (0, 1)]).reshape([2, 6, 25])
+        }),
+        ("conv2d 1x1", vec![[2, 8, 36], [1, 5, 8]], |v| {
+            let x = v[0].clone().reshape([2, 8, 6, 6]);
+            let w = v[1].clone().reshape([5, 8, 1, 1]);
+            fused::conv2d(x, w, [1, 1], [(0, 0), (0, 0)]).reshape([2, 5, 36])
+        }),
+        ("group_norm", vec![[2, 8, 25], [1, 1, 8], [1, 1, 8]], |v| {
+            let x = v[0].clone().reshape([2, 8, 5, 5]);
+            let (g, b) = (v[1].clone().reshape([8]), v[2].clone().reshape([8]));
+            fused::group_norm(x, g, b, 4, 1e-5, true).reshape([2, 8, 25])
+        }),
     ];
     let mut rng = StdRng::seed_from_u64(9);
     for (name, shapes, op) in ops {

@@ -102,6 +102,13 @@ impl Geometry {
 
     /// Output rows per tile.
     fn tile_rows(&self) -> usize {
+        if self.direct() {
+            // Nothing is packed: tiles only spread the images over the threads (at least two
+            // tasks per thread), and a wider GEMM runs faster.
+            let threads = rayon::current_num_threads().max(1);
+            let per_image = (2 * threads).div_ceil(self.b.max(1));
+            return self.ho.div_ceil(per_image).max(1);
+        }
         let row_bytes = self.k() * self.wo * 4;
         let rows = (TILE_BYTES / row_bytes.max(1)).max(MIN_TILE_POSITIONS.div_ceil(self.wo));
         rows.clamp(1, self.ho.max(1))
