@@ -53,7 +53,7 @@ pub enum Command {
     /// Write a checkpoint's model as a timm-named safetensors file.
     Export(ExportArgs),
     /// Show the model, data and schedule a recipe describes, without training.
-    Info(RecipeArgs),
+    Info(InfoArgs),
     /// List the presets (parameters, the timm model each is) and the models of the local
     /// Hugging Face cache that resolve to one.
     Models(ModelsArgs),
@@ -113,6 +113,16 @@ pub struct RecipeArgs {
     /// Override a recipe key, e.g. `--set train.lr=3e-4` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
+    /// Print one JSON object instead (family, parameters, forward FLOPs per image, images per
+    /// optimiser step, max_steps): exact numbers for scripts, e.g. `cargo xtask compare`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug, Clone, Default)]

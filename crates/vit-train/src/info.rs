@@ -101,6 +101,31 @@ fn describe_model(config: &Config) -> String {
     s
 }
 
+/// The recipe's numbers as one JSON object: `family` (`vit`, `hybrid`, `resnet`), `params`,
+/// `flops_per_image` (forward, exact), `images_per_step` (the batch, accumulation included) and
+/// `max_steps` (null when the epochs decide).
+pub fn summary(config: &Config) -> serde_json::Value {
+    let (family, params, flops) = match &config.model.config {
+        ModelConfig::Vit(m) => (
+            if m.backbone.is_some() {
+                "hybrid"
+            } else {
+                "vit"
+            },
+            m.num_params(),
+            m.flops_per_image(),
+        ),
+        ModelConfig::Bit(b) => ("resnet", b.num_params(), b.flops_per_image(b.image_size)),
+    };
+    serde_json::json!({
+        "family": family,
+        "params": params,
+        "flops_per_image": flops,
+        "images_per_step": config.train.batch_size,
+        "max_steps": config.train.max_steps,
+    })
+}
+
 /// A description of the model, data and schedule of a recipe.
 pub fn describe(config: &Config) -> Result<String> {
     let t = &config.train;

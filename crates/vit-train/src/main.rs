@@ -353,8 +353,12 @@ fn run() -> Result<ExitCode> {
             Ok(())
         }
         Some(Command::Info(args)) => {
-            let config = recipe(&args)?;
-            print!("{}", vit_train::info::describe(&config)?);
+            let config = recipe(&args.recipe)?;
+            if args.json {
+                println!("{}", vit_train::info::summary(&config));
+            } else {
+                print!("{}", vit_train::info::describe(&config)?);
+            }
             Ok(())
         }
     };

@@ -13,6 +13,46 @@ fn info_shows_timm_param_count_for_b16() {
     assert!(out.contains("tokens 197"), "{out}");
 }
 
+/// `info --json`: the text's numbers, exact, and each recipe's family.
+#[test]
+fn info_json_has_the_exact_numbers_of_the_text() {
+    let configs = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/");
+    for (recipe, family) in [
+        ("b16.toml", "vit"),
+        ("fashion-mnist-hybrid.toml", "hybrid"),
+        ("fashion-mnist-bit.toml", "resnet"),
+    ] {
+        let path = format!("{configs}{recipe}");
+        let (ok, text, err) = vit_train(&["info", "--config", &path]);
+        assert!(ok, "{err}");
+        let (ok, out, err) = vit_train(&["info", "--json", "--config", &path]);
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON object");
+        assert_eq!(v["family"], family, "{recipe}: {v}");
+        let params = v["params"].as_u64().unwrap();
+        let grouped = params
+            .to_string()
+            .as_bytes()
+            .rchunks(3)
+            .rev()
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect::<Vec<_>>()
+            .join(",");
+        assert!(
+            text.contains(&format!("parameters {grouped}\n")),
+            "{recipe}: {text}"
+        );
+        let flops = v["flops_per_image"].as_f64().unwrap();
+        let shown = if flops >= 1e9 {
+            format!("FLOPs per image {:.3} G", flops / 1e9)
+        } else {
+            format!("FLOPs per image {:.2} M", flops / 1e6)
+        };
+        assert!(text.contains(&shown), "{recipe}: {shown} not in {text}");
+        assert!(v["images_per_step"].as_u64().unwrap() > 0, "{v}");
+    }
+}
+
 /// `devices` says what the binary has and what `auto` picks: here (CI) lavapipe is the only
 /// Vulkan device, a software rasterizer, which `auto` must pass over (VIT_EXPECT_GPU=0).
 #[test]

@@ -244,6 +244,30 @@ fn layer_decay_on_a_resnet_is_named() {
 }
 
 #[test]
+fn resnet_widths_that_groupnorm_cannot_split_are_named() {
+    let dir = temp_dir("cfg-resnet-groups");
+    let (path, _) = recipe(&dir, &[]);
+    let err = format!(
+        "{:#}",
+        Config::load(
+            &path,
+            &[
+                "model={ preset = \"bit_tiny\", num_classes = 10, in_channels = 1, image_size = [28, 28] }".into(),
+                "model.channels=[64, 128, 256, 512]".into(),
+            ]
+        )
+        .unwrap_err()
+    );
+    // The first stage's bottleneck is 64 / 4 = 16 channels, under GroupNorm's 32 groups.
+    assert!(
+        err.contains("model.channels = [64, 128, 256, 512] and stem_width = 32: a width of 16")
+            && err.contains("not a multiple of norm_groups = 32"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn missing_config_file_is_named() {
     let err = format!(
         "{:#}",

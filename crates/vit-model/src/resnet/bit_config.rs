@@ -159,9 +159,12 @@ impl BitConfig {
             widths.push(self.bottleneck_channels(i));
         }
         if let Some(w) = widths.iter().find(|w| !w.is_multiple_of(self.norm_groups)) {
+            // The caller puts `model.` before the message: it starts with the keys.
             return Err(format!(
-                "a width of {w} channels is not a multiple of norm_groups = {}",
-                self.norm_groups
+                "channels = {:?} and stem_width = {}: a width of {w} channels (a stage's, its \
+                 bottlenecks' quarter of it, or the stem's, times width_factor) is not a \
+                 multiple of norm_groups = {}",
+                self.channels, self.stem_width, self.norm_groups
             ));
         }
         if !(0.0..1.0).contains(&self.drop_rate) {
