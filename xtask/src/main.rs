@@ -3,6 +3,7 @@
 mod bench;
 mod bench_loader;
 mod bench_shards;
+mod compare;
 mod data;
 mod gemm_shapes;
 mod gpu;
@@ -38,6 +39,20 @@ enum Task {
         /// imagenet-like: training images (plus a tenth as many for validation).
         #[arg(long, default_value_t = 2000)]
         images: usize,
+    },
+    /// The paper's Figure 5 at small scale: BiT ResNets, hybrids and ViTs, three sizes each,
+    /// trained from scratch on Fashion-MNIST (one recipe per family), test top-1 against
+    /// training FLOPs into docs/compare/figure5.json and figure5.png. Resumable: each run is a
+    /// vit-train run folder under runs/compare/; finished ones are read, interrupted ones
+    /// continue from their last checkpoint (Ctrl-C stops cleanly). About 2-3 hours on 2 cores.
+    Compare {
+        /// Only these rungs (e.g. `vit-s,resnet-m`); the others' finished runs still go into
+        /// the figure.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Train nothing: the figure and table from the finished runs.
+        #[arg(long)]
+        plot_only: bool,
     },
     /// Benchmark vit against PyTorch + timm on this machine (same run, same threads) and
     /// write the table into BENCHMARKS.md.
@@ -297,6 +312,7 @@ fn main() -> Result<()> {
             backends,
             cpu_gemm,
         } => bench::bench(&root(), steps, &cases, &backends, &cpu_gemm),
+        Task::Compare { only, plot_only } => compare::compare(&root(), &only, plot_only),
         Task::BenchLoader { steps, rounds } => bench_loader::bench_loader(&root(), steps, rounds),
         Task::GemmShapes { repeats } => gemm_shapes::gemm_shapes(&root(), repeats),
         Task::BenchShards { steps, large_gb } => {
