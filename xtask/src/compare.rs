@@ -118,7 +118,16 @@ pub fn compare(root: &Path, only: &[String], plot_only: bool) -> Result<()> {
         let dir = root.join("runs/compare").join(rung.id());
         let selected = only.is_empty() || only.contains(&rung.id());
         if selected && !plot_only && !finished(&dir) {
-            train(root, &bin, rung, &dir)?;
+            let trained = train(root, &bin, rung, &dir);
+            if trained.is_err() && dir.join("checkpoints/last").exists() {
+                // Ctrl-C (or a kill): vit-train wrote its checkpoint; the next call continues.
+                println!(
+                    "compare: {} stopped before its end; `cargo xtask compare` continues it",
+                    rung.id()
+                );
+                break;
+            }
+            trained?;
         }
         if finished(&dir) {
             results.push(result(root, &bin, rung, &dir)?);
@@ -370,8 +379,8 @@ fn figure(path: &Path, results: &[Value]) -> Result<()> {
             .draw()?;
         // Which marker is which size.
         root.draw(&Text::new(
-            "markers: circle S, triangle M, square L",
-            (90, 570),
+            "sizes: circle S, triangle M, square L",
+            (100, 50),
             ("sans-serif", 15),
         ))?;
     }
