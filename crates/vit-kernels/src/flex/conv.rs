@@ -147,68 +147,77 @@ impl Geometry {
     }
 }
 
-/// Packs output rows `[oh0, oh1)` of one image's patch matrix into `col` (`[K, n]`, `n` the
-/// tile's positions), zeros where a tap reads padding.
-fn pack(g: &Geometry, image: &[f32], (oh0, oh1): (usize, usize), col: &mut [f32]) {
-    let n = (oh1 - oh0) * g.wo;
-    let mut rows = col.chunks_exact_mut(n);
-    for plane in image.chunks_exact(g.h * g.w) {
+/// Visits one tile's patch-matrix rows, output row by output row: `f(tap, r, ih, (lo, hi,
+/// iw0))` for tap `tap` (`(c, i, j)` flattened, the patch matrix's row) and tile row `r`, with
+/// the input row `ih` it reads (`None`: padding) and [`Geometry::columns`]' range. The shared
+/// walk of [`pack`] and its transpose [`unpack_add`].
+#[inline(always)]
+fn for_each_tap_row(
+    g: &Geometry,
+    (oh0, oh1): (usize, usize),
+    mut f: impl FnMut(usize, usize, Option<usize>, (usize, usize, usize)),
+) {
+    for c in 0..g.c {
         for i in 0..g.kh {
             for j in 0..g.kw {
-                let row = rows.next().expect("col holds K rows");
-                let (lo, hi, iw0) = g.columns(j);
-                for (out, oh) in row.chunks_exact_mut(g.wo).zip(oh0..oh1) {
-                    let Some(ih) = g.input_row(oh, i).filter(|_| lo < hi) else {
-                        out.fill(0.0);
-                        continue;
-                    };
-                    out[..lo].fill(0.0);
-                    out[hi..].fill(0.0);
-                    let src = &plane[ih * g.w + iw0..];
-                    if g.sw == 1 {
-                        out[lo..hi].copy_from_slice(&src[..hi - lo]);
-                    } else {
-                        for (o, s) in out[lo..hi].iter_mut().zip(src.iter().step_by(g.sw)) {
-                            *o = *s;
-                        }
-                    }
+                let tap = (c * g.kh + i) * g.kw + j;
+                let cols = g.columns(j);
+                for (r, oh) in (oh0..oh1).enumerate() {
+                    f(
+                        tap,
+                        r,
+                        g.input_row(oh, i).map(|ih| c * g.h * g.w + ih * g.w),
+                        cols,
+                    );
                 }
             }
         }
     }
 }
 
-/// The transpose of [`pack`]: adds the tile's patch-matrix gradient `dcol` (`[K, n]`) onto
-/// the image's input gradient.
-fn unpack_add(g: &Geometry, dcol: &[f32], (oh0, oh1): (usize, usize), image: &mut [f32]) {
-    let n = (oh1 - oh0) * g.wo;
-    let mut rows = dcol.chunks_exact(n);
-    for plane in image.chunks_exact_mut(g.h * g.w) {
-        for i in 0..g.kh {
-            for j in 0..g.kw {
-                let row = rows.next().expect("dcol holds K rows");
-                let (lo, hi, iw0) = g.columns(j);
-                if lo == hi {
-                    continue;
-                }
-                for (d, oh) in row.chunks_exact(g.wo).zip(oh0..oh1) {
-                    let Some(ih) = g.input_row(oh, i) else {
-                        continue;
-                    };
-                    let dst = &mut plane[ih * g.w + iw0..];
-                    if g.sw == 1 {
-                        for (o, v) in dst[..hi - lo].iter_mut().zip(&d[lo..hi]) {
-                            *o += v;
-                        }
-                    } else {
-                        for (o, v) in dst.iter_mut().step_by(g.sw).zip(&d[lo..hi]) {
-                            *o += v;
-                        }
-                    }
-                }
+/// Packs output rows `[oh0, oh1)` of one image's patch matrix into `col` (`[K, n]`, `n` the
+/// tile's positions), zeros where a tap reads padding.
+fn pack(g: &Geometry, image: &[f32], rows: (usize, usize), col: &mut [f32]) {
+    let n = (rows.1 - rows.0) * g.wo;
+    for_each_tap_row(g, rows, |tap, r, start, (lo, hi, iw0)| {
+        let out = &mut col[tap * n + r * g.wo..][..g.wo];
+        let Some(start) = start.filter(|_| lo < hi) else {
+            out.fill(0.0);
+            return;
+        };
+        out[..lo].fill(0.0);
+        out[hi..].fill(0.0);
+        let src = &image[start + iw0..];
+        if g.sw == 1 {
+            out[lo..hi].copy_from_slice(&src[..hi - lo]);
+        } else {
+            for (o, s) in out[lo..hi].iter_mut().zip(src.iter().step_by(g.sw)) {
+                *o = *s;
             }
         }
-    }
+    });
+}
+
+/// The transpose of [`pack`]: adds the tile's patch-matrix gradient `dcol` (`[K, n]`) onto
+/// the image's input gradient.
+fn unpack_add(g: &Geometry, dcol: &[f32], rows: (usize, usize), image: &mut [f32]) {
+    let n = (rows.1 - rows.0) * g.wo;
+    for_each_tap_row(g, rows, |tap, r, start, (lo, hi, iw0)| {
+        let Some(start) = start.filter(|_| lo < hi) else {
+            return;
+        };
+        let d = &dcol[tap * n + r * g.wo..][lo..g.wo];
+        let dst = &mut image[start + iw0..];
+        if g.sw == 1 {
+            for (o, v) in dst[..hi - lo].iter_mut().zip(&d[..hi - lo]) {
+                *o += v;
+            }
+        } else {
+            for (o, v) in dst.iter_mut().step_by(g.sw).zip(&d[..hi - lo]) {
+                *o += v;
+            }
+        }
+    });
 }
 
 /// The patch matrix of one tile as a GEMM operand `[K, n]`: a view of the image when the
